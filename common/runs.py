@@ -1,0 +1,137 @@
+"""What every script repeats: CLI flags, seeding, the output folder, atomic writes, `--weights`, plots."""
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_standard_arguments(parser, *, epochs, batch_size, seed=2017, weights=None, data_help=None):
+    """The flags every script shares, with the same names everywhere. `weights=None` leaves out --weights."""
+    parser.add_argument("--data", default=None, help=data_help or "where the data lives (see README)")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+    parser.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
+    parser.add_argument("--out", default=None, help="output folder (default runs/<script>/<timestamp>); "
+                                                     "rerun with the same --out to resume")
+    if weights is not None:
+        parser.add_argument("--weights", default=weights,
+                            help="auto | imagenet | none | PATH to a weights file (default %(default)s): auto uses "
+                                 "ImageNet weights where they can be had and random init otherwise")
+    parser.add_argument("--quick", action="store_true", help="a real, small run that finishes in minutes on a CPU")
+    return parser
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and the Keras backend; return a NumPy Generator for data-side randomness."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def run_directory(script_name, out=None):
+    """The run's output folder: `out` if given (reused for resuming), else runs/<script>/<timestamp>."""
+    path = Path(out) if out else Path("runs") / script_name / time.strftime("%Y%m%d-%H%M%S")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` and move it into place only if the block succeeds.
+
+    A crash or Ctrl-C never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_json(path, payload):
+    """Write JSON atomically (NumPy scalars and arrays become plain numbers and lists)."""
+    def default(value):
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, Path):
+            return str(value)
+        raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=default) + "\n",
+                             encoding="utf-8")
+
+
+def environment():
+    """Backend, versions and machine, for metrics.json."""
+    import keras
+
+    return {"backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"}
+
+
+def fit_verbosity():
+    """Keras progress bars on a terminal, one line per epoch in a log file or CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def load_backbone(builder, weights, **kwargs):
+    """Build a keras.applications model with `--weights auto|imagenet|none|PATH`; return (model, weights_used).
+
+    auto: ImageNet weights from the Keras cache or a download, else random init with a one-line warning.
+    imagenet: the same, but failing to get them is an error naming --weights none.
+    """
+    if weights in (None, "none"):
+        return builder(weights=None, **kwargs), "none"
+    if weights not in ("auto", "imagenet"):
+        if not Path(weights).is_file():
+            raise SystemExit(f"error: --weights {weights}: no such file (use auto, imagenet, none or a path)")
+        return builder(weights=str(weights), **kwargs), str(weights)
+    try:
+        return builder(weights="imagenet", **kwargs), "imagenet"
+    except Exception as error:  # offline, or the cache is unreadable
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
+        if weights == "imagenet":
+            raise SystemExit(f"error: could not load ImageNet weights for {builder.__name__} ({reason}); "
+                             "pass --weights none to train from scratch, or --weights PATH to a local file") from None
+        print(f"warning: ImageNet weights for {builder.__name__} unavailable ({reason}); training from random init",
+              file=sys.stderr)
+        return builder(weights=None, **kwargs), "none"
+
+
+def plot_history(history, path, title=""):
+    """Save learning curves (every metric with its val_ counterpart) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name in history if not name.startswith("val_")]
+    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        axis.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            axis.plot(epochs, history[f"val_{name}"], label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_title(name)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
