@@ -1,0 +1,73 @@
+"""Input pipeline vs model: images per second of resize + flip + batching and of MobileNet's training step.
+
+The pipeline must be at least 5× faster than the model on a CPU, so that on a GPU (10–50× faster model) it is
+not the bottleneck. Both are measured side by side in one run, on the same machine.
+
+    python benchmarks/bench_fashion_input.py [--data ../shared/data/fashion-mnist] [--size 56] [--batch-size 64]
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fashion_mnist_mobilenet as script  # noqa: E402
+from common import augment, datasets  # noqa: E402
+
+
+def best_seconds(function, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="Fashion-MNIST idx folder (default: random 28×28 images, "
+                                                     "which time the same)")
+    parser.add_argument("--size", type=int, default=script.IMAGE_SIZE, help="input side (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=script.BATCH_SIZE, help="batch size (default %(default)s)")
+    parser.add_argument("--images", type=int, default=10000, help="images through the pipeline (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings (default %(default)s)")
+    args = parser.parse_args(argv)
+
+    if args.data:
+        (images, labels), _ = datasets.load_fashion_mnist(args.data)
+        images, labels = images[:args.images], labels[:args.images]
+    else:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, size=(args.images, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=args.images)
+
+    # The pipeline as the script runs it: resize once, then per batch index + flip + scale to float32.
+    resize_seconds = best_seconds(lambda: augment.resize(images, args.size), args.repeats)
+    resized = augment.resize(images, args.size)
+    batches = script.ImageBatches(resized, labels, args.batch_size, shuffle=True, flip=True)
+    batch_seconds = best_seconds(lambda: [batches[index] for index in range(len(batches))], args.repeats)
+    # Upper bound on its cost: the resize counted again every epoch, as if nothing were cached.
+    pipeline_rate = len(images) / (resize_seconds + batch_seconds)
+
+    model, _ = script.build_model(args.size, weights="none")
+    x, y = batches[0]
+    model.train_on_batch(x, y)  # compile / trace outside the timing
+    model_seconds = best_seconds(lambda: [model.train_on_batch(x, y) for _ in range(args.steps)], args.repeats)
+    model_rate = args.steps * len(x) / model_seconds
+
+    print(f"{'stage':<36}{'images/s':>12}")
+    print(f"{'resize 28→' + str(args.size) + ' (Pillow bilinear)':<36}{len(images) / resize_seconds:>12,.0f}")
+    print(f"{'batches: index + flip + /255':<36}{len(images) / batch_seconds:>12,.0f}")
+    print(f"{'pipeline (resize + flip + batching)':<36}{pipeline_rate:>12,.0f}")
+    print(f"{'MobileNet training step, batch ' + str(args.batch_size):<36}{model_rate:>12,.0f}")
+    ratio = pipeline_rate / model_rate
+    print(f"pipeline / model = {ratio:.1f}× ({'OK' if ratio >= 5 else 'TOO SLOW'}: needs ≥ 5× on a CPU)")
+    return ratio
+
+
+if __name__ == "__main__":
+    main()

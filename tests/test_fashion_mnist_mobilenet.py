@@ -1,0 +1,211 @@
+"""fashion_mnist_mobilenet.py: the properties of spec §1 (preprocessing, model, flips, generator) and a smoke run.
+
+The Fashion-MNIST loader itself (counts, corrupted files) is tested in test_common_datasets.py.
+"""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import fashion_mnist_mobilenet as script
+from common import datasets
+
+
+@pytest.fixture(scope="module")
+def model_56():
+    return script.build_model(56, weights="none")[0]
+
+
+@pytest.fixture(scope="module")
+def real_images(shared_data):
+    (x_train, y_train), _ = datasets.load_fashion_mnist(shared_data / "fashion-mnist")
+    return x_train, y_train
+
+
+def test_preprocess_gives_float32_56x56_in_unit_range():
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    out = script.preprocess(images)
+    assert out.shape == (5, 56, 56) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert out.max() > 0.9  # scaled by 1/255, not left in 0..255 or squashed
+
+
+def test_preprocess_keeps_a_constant_image_constant():
+    for value in (0, 37, 200, 255):
+        out = script.preprocess(np.full((2, 28, 28), value, np.uint8))
+        np.testing.assert_allclose(out, value / 255.0, atol=1e-7)
+
+
+def test_preprocess_matches_pillow_bilinear_resize():
+    from PIL import Image
+
+    image = np.random.default_rng(1).integers(0, 256, size=(28, 28), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image).resize((56, 56), Image.BILINEAR), np.float32) / 255.0
+    np.testing.assert_array_equal(script.preprocess(image[None])[0], expected)
+
+
+@pytest.mark.backend
+def test_gray_to_rgb_repeats_identical_channels():
+    images = np.random.default_rng(2).random((3, 56, 56)).astype(np.float32)
+    rgb = keras.ops.convert_to_numpy(script.GrayToRGB()(images))
+    assert rgb.shape == (3, 56, 56, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(rgb[..., channel], images)
+
+
+@pytest.mark.backend
+def test_model_outputs_probabilities(model_56):
+    images = np.random.default_rng(3).random((4, 56, 56)).astype(np.float32)
+    probabilities = keras.ops.convert_to_numpy(model_56(images, training=False))
+    assert probabilities.shape == (4, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.backend
+def test_pooled_feature_is_1024(model_56):
+    assert model_56.get_layer("mobilenet").output.shape == (None, 1024)
+
+
+@pytest.mark.backend
+def test_parameter_count_is_3239114(model_56):
+    assert model_56.count_params() == 3_239_114
+    assert all(layer.trainable for layer in model_56.layers)  # the article fine-tunes everything
+
+
+def test_model_refuses_inputs_below_32():
+    with pytest.raises(ValueError, match="at least 32"):
+        script.build_model(28, weights="none")
+
+
+def test_flipped_batches_mirror_the_width_axis_only_and_keep_labels():
+    images = np.random.default_rng(4).integers(0, 256, size=(200, 8, 6), dtype=np.uint8)
+    labels = np.arange(200)
+    batches = script.ImageBatches(images, labels, batch_size=50, flip=True, seed=0)
+    flipped = 0
+    for index in range(len(batches)):
+        batch, batch_labels = batches[index]
+        np.testing.assert_array_equal(batch_labels, labels[index * 50:(index + 1) * 50])
+        for image, label in zip(batch, batch_labels):
+            original = images[label].astype(np.float32) / 255.0
+            if np.array_equal(image, original[:, ::-1]) and not np.array_equal(image, original):
+                flipped += 1
+            else:
+                np.testing.assert_array_equal(image, original)
+    assert 60 <= flipped <= 140  # p = 0.5 of 200 draws
+
+
+def test_flip_fraction_is_one_half_over_many_draws():
+    images = np.zeros((20000, 1, 2), np.uint8)
+    images[:, 0, 0] = 255  # a flipped image has its bright pixel on the right
+    batch, _ = script.ImageBatches(images, np.zeros(20000), batch_size=20000, flip=True, seed=1)[0]
+    assert abs(batch[:, 0, 1].mean() - 0.5) < 0.02
+
+
+def test_generator_yields_batches_of_100_at_56x56():
+    images = np.zeros((250, 56, 56), np.uint8)
+    batches = script.ImageBatches(images, np.zeros(250), batch_size=100, shuffle=True, flip=True)
+    assert len(batches) == 3
+    assert batches[0][0].shape == (100, 56, 56) and batches[0][0].dtype == np.float32
+    assert batches[2][0].shape == (50, 56, 56)  # the last partial batch, as the article's generator
+
+
+def test_600_steps_cover_60000_samples_once_per_epoch():
+    labels = np.arange(60000)
+    batches = script.ImageBatches(np.zeros((60000, 1, 1), np.uint8), labels, batch_size=100, shuffle=True, seed=5)
+    assert len(batches) == 600
+    epochs = []
+    for _ in range(2):
+        seen = np.concatenate([batches[index][1] for index in range(len(batches))])
+        np.testing.assert_array_equal(np.sort(seen), labels)  # a permutation: no duplicates, nothing missed
+        epochs.append(seen)
+        batches.on_epoch_end()
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every pass
+
+
+def test_confusion_matrix_counts_true_by_predicted():
+    matrix = script.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], num_classes=3)
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+
+
+@pytest.mark.backend
+def test_training_steps_on_256_real_images_lower_the_loss(real_images):
+    x_train, y_train = real_images
+    keras.utils.set_random_seed(0)
+    model, _ = script.build_model(32, weights="none")
+    images, labels = script.preprocess(x_train[:256], 32), y_train[:256]
+    losses = [float(model.train_on_batch(images[start:start + 128], labels[start:start + 128])[0])
+              for _ in range(3) for start in (0, 128)]  # three passes, two steps each
+    assert np.mean(losses[-2:]) < 0.85 * np.mean(losses[:2])
+
+
+def tiny_classifier():
+    """A stand-in for MobileNet where the property is about the training loop, not the model."""
+    inputs = keras.Input((8, 8))
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class RecordEpochs(keras.callbacks.Callback):
+    def __init__(self, interrupt_at=None):
+        super().__init__()
+        self.started, self.interrupt_at = [], interrupt_at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started.append(epoch)
+        if epoch == self.interrupt_at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.backend
+def test_interrupted_training_resumes_after_the_last_epoch(tmp_path):
+    rng = np.random.default_rng(6)
+    batches = script.ImageBatches(rng.integers(0, 256, (64, 8, 8), dtype=np.uint8), rng.integers(0, 10, 64),
+                                  batch_size=32, shuffle=True)
+    first = RecordEpochs(interrupt_at=1)
+    with pytest.raises(KeyboardInterrupt):
+        script.train(tiny_classifier(), batches, batches, 3, tmp_path, [first])
+    second = RecordEpochs()
+    history, _ = script.train(tiny_classifier(), batches, batches, 3, tmp_path, [second])
+    assert first.started == [0, 1] and second.started == [1, 2]
+    assert len(history["val_accuracy"]) == 3  # one history.csv row per epoch, across both calls
+    assert (tmp_path / "best.weights.h5").is_file()
+    third = RecordEpochs()  # a crash after the last epoch (during evaluation) does not retrain
+    history, _ = script.train(tiny_classifier(), batches, batches, 3, tmp_path, [third])
+    assert third.started == [] and len(history["val_accuracy"]) == 3
+
+
+def test_main_smoke_run_writes_loadable_outputs(shared_data, tmp_path):
+    metrics = script.main(["--data", str(shared_data / "fashion-mnist"), "--quick", "--limit", "200",
+                           "--test-limit", "100", "--epochs", "1", "--weights", "none", "--out", str(tmp_path)])
+    for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "confusion_matrix.png"):
+        assert (tmp_path / name).is_file(), name
+    assert not (tmp_path / "backup").exists()
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("validation_accuracy", "test_accuracy", "epochs", "weights", "seconds_per_epoch",
+                "images_per_second", "environment"):
+        assert key in written, key
+    assert written["weights"] == "none" and written["epochs"] == 1 and written["test_images"] == 100
+    assert written["test_accuracy"] == metrics["test_accuracy"]
+    assert np.sum(written["confusion_matrix"]) == 100
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert keras.ops.convert_to_numpy(model(np.zeros((2, 32, 32), np.float32))).shape == (2, 10)
+    with pytest.raises(SystemExit, match="finished run"):
+        script.main(["--data", str(shared_data / "fashion-mnist"), "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--size", "28"], "at least 32"),
+    (["--epochs", "0"], "--epochs must be positive"),
+    (["--learning-rate", "0"], "--learning-rate must be positive"),
+])
+def test_bad_arguments_exit_with_one_line(flags, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        script.main(flags + ["--out", str(tmp_path)])
+
+
+def test_missing_data_folder_exits_with_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="error: --data .*not a folder"):
+        script.main(["--data", str(tmp_path / "nowhere"), "--weights", "none", "--out", str(tmp_path / "out")])
