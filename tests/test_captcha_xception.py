@@ -1,0 +1,209 @@
+"""captcha_xception.py: the article's shapes and counts, the metric, the CTC head, data handling, a smoke run."""
+import argparse
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import captcha_xception as script
+
+
+# ---------------------------------------------------------------------------------------------------- labels
+def test_label_is_the_last_four_characters_of_the_stem():
+    assert script.label_from_path("sample/xxxxabcd.jpg") == [0, 1, 2, 3]
+    assert script.label_from_path("abcd.jpg") == [0, 1, 2, 3]
+
+
+def test_zzzz_gives_25_at_every_position():
+    assert script.label_from_path("zzzz.jpg") == [25, 25, 25, 25]
+
+
+def test_label_mapping_is_ord_minus_ord_a():
+    assert script.encode_label("qwer") == [ord(c) - ord("a") for c in "qwer"]
+
+
+@pytest.mark.parametrize("name", ["abcD.jpg", "ab1d.jpg", "abc.jpg", "ab d.png"])
+def test_labels_with_characters_outside_the_charset_are_rejected(name):
+    with pytest.raises(ValueError):
+        script.label_from_path(name)
+
+
+# ------------------------------------------------------------------------------------------------ generator
+def test_generator_is_deterministic_per_seed_whatever_the_worker_count(monkeypatch):
+    monkeypatch.setattr(script, "CHUNK", 3)  # several chunks, so the two workers really split the work
+    images, labels = script.generate_captchas(7, seed=5, workers=1)
+    again_images, again_labels = script.generate_captchas(7, seed=5, workers=2)
+    assert images.shape == (7, 50, 120, 3) and images.dtype == np.uint8 and labels.shape == (7, 4)
+    np.testing.assert_array_equal(images, again_images)
+    np.testing.assert_array_equal(labels, again_labels)
+    other_images, _ = script.generate_captchas(7, seed=6, workers=1)
+    assert not np.array_equal(images, other_images)
+
+
+def test_train_validation_and_test_use_disjoint_seeds():
+    seeds = {role: {script.chunk_seed(2017, role, k) for k in range(200)} for role in script.ROLES}
+    assert all(len(part) == 200 for part in seeds.values())
+    assert not (seeds["train"] & seeds["validation"] or seeds["train"] & seeds["test"]
+                or seeds["validation"] & seeds["test"])
+    train, _ = script.generate_captchas(3, seed=1, role="train", workers=1)
+    test, _ = script.generate_captchas(3, seed=1, role="test", workers=1)
+    assert not any(np.array_equal(a, b) for a in train for b in test)
+
+
+def test_variable_length_labels_are_padded_with_minus_one():
+    _, labels = script.generate_captchas(12, seed=0, length=(2, 3), workers=1)
+    lengths = np.sum(labels >= 0, axis=1)
+    assert labels.shape == (12, 3) and set(lengths) <= {2, 3}
+    assert all(np.all(row[n:] == script.PAD) for row, n in zip(labels, lengths))
+
+
+# ---------------------------------------------------------------------------------------------------- models
+@pytest.fixture(scope="module")
+def xception_model():
+    return script.build_model("xception", weights="none")[0]
+
+
+def test_xception_has_four_outputs_of_26_classes_and_21074576_parameters(xception_model):
+    outputs = xception_model.predict(np.zeros((2, 50, 120, 3), np.float32), verbose=0)
+    assert len(outputs) == 4 and all(output.shape == (2, 26) for output in outputs)
+    assert xception_model.count_params() == 21_074_576
+
+
+def test_xception_refuses_input_shape_50x120_but_builds_from_input_tensor(xception_model):
+    with pytest.raises(ValueError):
+        keras.applications.Xception(weights=None, include_top=False, input_shape=(50, 120, 3))
+    # the script's model is built with input_tensor=Input((50, 120, 3)), which skips the 71-pixel check
+    assert xception_model.input_shape == (None, 50, 120, 3)
+    assert xception_model.get_layer("head_dropout_1").input.shape == (None, 2048)  # the pooled feature
+
+
+def test_the_four_heads_are_independent_layers(xception_model):
+    heads = [xception_model.get_layer(f"char_{k + 1}") for k in range(4)]
+    assert len({id(head.kernel) for head in heads}) == 4
+    images = np.random.default_rng(0).uniform(0, 255, (2, 50, 120, 3)).astype(np.float32)
+    before = xception_model.predict(images, verbose=0)
+    original = heads[0].kernel.numpy()
+    heads[0].kernel.assign(np.zeros_like(original))
+    after = xception_model.predict(images, verbose=0)
+    heads[0].kernel.assign(original)
+    assert not np.allclose(before[0], after[0])
+    for k in (1, 2, 3):
+        np.testing.assert_allclose(before[k], after[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.backend
+def test_cnn2016_has_48712_parameters_and_a_192_d_feature():
+    model, _ = script.build_model("cnn2016")
+    assert script.INPUT_SIZE["cnn2016"] == (53, 129)
+    assert model.count_params() == 48_712
+    assert model.get_layer("flatten").output.shape == (None, 192)
+    outputs = model.predict(np.zeros((3, 53, 129, 3), np.float32), verbose=0)
+    assert [output.shape for output in outputs] == [(3, 26)] * 4
+
+
+# ---------------------------------------------------------------------------------------------------- metric
+def test_full_string_accuracy_counts_only_all_correct():
+    accuracy, positions = script.string_accuracy([[0, 1, 2, 3], [0, 1, 2, 4]], [[0, 1, 2, 3], [0, 1, 2, 3]])
+    assert accuracy == 0.5
+    np.testing.assert_array_equal(positions, [1, 1, 1, 0.5])
+
+
+def test_article_2016_independence_estimate_is_about_041():
+    assert np.prod([0.89, 0.72, 0.73, 0.87]) == pytest.approx(0.4070, abs=5e-5)
+
+
+# ------------------------------------------------------------------------------------------------------- CTC
+@pytest.mark.backend
+def test_ctc_greedy_decode_merges_repeats_and_drops_blanks():
+    blank = 26
+    path = [0, 0, blank, 1, 1, blank, 1, 25]  # "aa_bb_bz" → a, b, b, z
+    probabilities = np.full((1, len(path), 27), 0.01, np.float32)
+    probabilities[0, np.arange(len(path)), path] = 0.9
+    decoded = script.ctc_greedy_decode(probabilities)
+    assert script.decode_label(decoded[0]) == "abbz"
+    assert decoded.shape == (1, len(path)) and np.all(decoded[0, 4:] == script.PAD)
+
+
+@pytest.mark.backend
+def test_ctc_loss_is_lower_for_the_labels_the_probabilities_spell():
+    blank = 26
+    path = [0, blank, 1, blank, 2, blank, 3, 3]
+    probabilities = np.full((1, len(path), 27), 0.01, np.float32)
+    probabilities[0, np.arange(len(path)), path] = 0.74
+    right = keras.ops.convert_to_numpy(script.ctc_loss(np.array([[0, 1, 2, 3]]), probabilities))
+    wrong = keras.ops.convert_to_numpy(script.ctc_loss(np.array([[0, 1, 2, 4]]), probabilities))
+    shorter = keras.ops.convert_to_numpy(script.ctc_loss(np.array([[0, 1, 2, -1]]), probabilities))
+    assert np.isfinite(right).all() and right[0] < wrong[0] and right[0] < shorter[0]
+
+
+@pytest.mark.backend
+def test_ctc_head_trains_and_decodes_on_this_backend():
+    model, _ = script.build_model("small", head="ctc", learning_rate=1e-3)
+    assert model.output.shape == (None, 15, 27)  # width 120 / 8 time steps, 26 letters + blank
+    images = np.random.default_rng(0).uniform(0, 255, (4, 50, 120, 3)).astype(np.float32)
+    labels = np.array([[0, 1, 2, 3], [4, 5, 6, -1], [7, 7, 8, 9], [1, 2, -1, -1]])
+    losses = [float(np.asarray(model.train_on_batch(images, labels)).ravel()[0]) for _ in range(2)]
+    assert np.isfinite(losses).all()
+    assert script.predict_labels(model, images.astype(np.uint8)).shape == (4, 15)
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def write_captcha(path, text):
+    image, _ = script.generate_captchas(1, seed=len(text), workers=1)
+    Image.fromarray(image[0]).resize((129, 53)).save(path)
+
+
+def test_data_folder_skips_bad_files_and_splits_90_10(tmp_path, capsys):
+    texts = ["abcd", "wxyz", "hell", "owor", "ldab", "cdef", "ghij", "klmn", "opqr", "stuv"]
+    for k, text in enumerate(texts):
+        write_captcha(tmp_path / f"{k:04d}{text}.jpg", text)
+    write_captcha(tmp_path / "ab1d.jpg", "abcd")  # a digit outside the charset
+    (tmp_path / "noteabcd.jpg").write_text("not an image")
+    args = script.parse_arguments(["--data", str(tmp_path), "--backbone", "small"])
+    data, source = script.load_data(args, (50, 120), tmp_path)
+    assert source["skipped_files"] == 2
+    assert "skipped 2 of 12 files" in capsys.readouterr().err
+    labels = [tuple(row) for role in script.ROLES for row in data[role][1]]
+    assert sorted(labels) == sorted(tuple(script.encode_label(text)) for text in texts)  # disjoint, union = all
+    assert len(data["test"][0]) == 1 and len(data["train"][0]) + len(data["validation"][0]) == 9
+    assert data["train"][0].shape[1:] == (50, 120, 3)
+
+
+def test_empty_data_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no usable labelled captcha images"):
+        script.main(["--data", str(tmp_path), "--backbone", "small", "--out", str(tmp_path / "run")])
+
+
+def test_variable_length_needs_the_ctc_head():
+    with pytest.raises(SystemExit, match="needs --head ctc"):
+        script.main(["--length", "4-6", "--quick"])
+    assert script.parse_length("4-6") == (4, 6)
+    with pytest.raises(argparse.ArgumentTypeError):
+        script.parse_length("6-4")
+
+
+# ------------------------------------------------------------------------------------------------- smoke run
+def test_main_smoke_run_writes_outputs_and_predict_reads_images(tmp_path, capsys):
+    out = tmp_path / "run"
+    metrics = script.main(["--quick", "--train-size", "96", "--validation-size", "16", "--test-size", "16",
+                           "--epochs", "1", "--batch-size", "32", "--workers", "1", "--out", str(out)])
+    for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "test_predictions.png"):
+        assert (out / name).is_file(), name
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["test_string_accuracy"] == metrics["test_string_accuracy"]
+    assert 0 <= metrics["test_string_accuracy"] <= 1
+    assert len(stored["test_position_accuracy"]) == 4 and stored["backbone"] == "small"
+    assert len(list((out / "captchas").glob("*.npz"))) == 3
+    model = keras.saving.load_model(out / "model.keras")
+    assert [output.shape for output in model.outputs] == [(None, 26)] * 4
+
+    images = [tmp_path / "one.png", tmp_path / "two.jpg"]
+    write_captcha(images[0], "abcd")
+    write_captcha(images[1], "wxyz")
+    capsys.readouterr()
+    texts = script.main(["predict", "--model", str(out / "model.keras"), *map(str, images)])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(texts) == 2 and all(len(text) == 4 and set(text) <= set(script.CHARSET) for text in texts)
+    assert printed == [f"{path}\t{text}" for path, text in zip(images, texts)]
