@@ -1,0 +1,317 @@
+"""custom_loss.py: the article's identities (spec "Testable properties" 4), both forms of each loss, the evaluation
+helpers, and short real runs of the three experiments."""
+import csv
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import custom_loss
+
+backend = pytest.mark.backend
+
+
+def as_numpy(tensor):
+    return keras.ops.convert_to_numpy(tensor)
+
+
+# ---- smoothed cross-entropy ----------------------------------------------------------------------------------------
+@backend
+def test_smoothed_crossentropy_known_value():
+    loss = custom_loss.smoothed_crossentropy(0.1)(np.array([[1.0, 0, 0]], "float32"),
+                                                  np.array([[0.7, 0.2, 0.1]], "float32"))
+    assert as_numpy(loss)[0] == pytest.approx(0.463297, abs=1e-6)
+
+
+@backend
+@pytest.mark.parametrize("e", [0.0, 0.1, 0.3])
+def test_smoothed_crossentropy_equals_label_smoothing(e):
+    rng = np.random.default_rng(0)
+    y = np.eye(7, dtype="float32")[rng.integers(0, 7, 64)]
+    p = rng.dirichlet(np.ones(7), 64).astype("float32")
+    ours = as_numpy(custom_loss.smoothed_crossentropy(e)(y, p))
+    builtin = keras.losses.CategoricalCrossentropy(label_smoothing=e, reduction=None)(y, p)
+    np.testing.assert_allclose(ours, as_numpy(builtin), atol=1e-6)
+
+
+@backend
+@pytest.mark.parametrize("e", [0.0, 0.1, 0.5, 0.9])
+def test_uniform_prediction_gives_log_k_for_any_e(e):
+    y = np.eye(10, dtype="float32")[[0, 3, 9]]
+    loss = custom_loss.smoothed_crossentropy(e)(y, np.full((3, 10), 0.1, "float32"))
+    np.testing.assert_allclose(as_numpy(loss), math.log(10), atol=1e-6)
+
+
+@backend
+def test_zero_smoothing_is_plain_crossentropy():
+    rng = np.random.default_rng(1)
+    y = np.eye(5, dtype="float32")[rng.integers(0, 5, 32)]
+    p = rng.dirichlet(np.ones(5), 32).astype("float32")
+    np.testing.assert_allclose(as_numpy(custom_loss.smoothed_crossentropy(0.0)(y, p)),
+                               -np.log(np.sum(y * p, axis=1)), rtol=1e-5)
+
+
+@backend
+def test_sparse_smoothed_crossentropy_matches_one_hot():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 6, 16)
+    p = rng.dirichlet(np.ones(6), 16).astype("float32")
+    sparse = custom_loss.sparse_smoothed_crossentropy(0.1)(labels[:, None], p)
+    dense = custom_loss.smoothed_crossentropy(0.1)(np.eye(6, dtype="float32")[labels], p)
+    np.testing.assert_allclose(as_numpy(sparse), as_numpy(dense), atol=1e-6)
+
+
+# ---- triplet loss --------------------------------------------------------------------------------------------------
+@backend
+@pytest.mark.parametrize("wrong, right, expected", [(0.5, 0.7, 0.0), (0.5, 0.55, 0.05), (0.2, 0.9, 0.0)])
+def test_triplet_loss_known_values(wrong, right, expected):
+    loss = custom_loss.TripletMargin(0.1)([np.array([[right]], "float32"), np.array([[wrong]], "float32")])
+    assert as_numpy(loss)[0, 0] == pytest.approx(expected, abs=1e-6)
+
+
+def tiny_triplet(form, seed=0):
+    keras.utils.set_random_seed(seed)
+    return custom_loss.build_triplet_models(vocabulary_size=30, sequence_length=5, form=form)
+
+
+def triplet_inputs(count=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.integers(1, 30, (count, 5)).astype("int32") for _ in range(3)), np.zeros((count, 1), "float32")
+
+
+@backend
+def test_triplet_training_model_outputs_one_loss_per_sample():
+    model, _, _ = tiny_triplet("output")
+    inputs, _ = triplet_inputs(6)
+    assert model.predict(inputs, verbose=0).shape == (6, 1)
+
+
+@backend
+def test_triplet_loss_invariant_to_rescaling_encodings():
+    model, question_encoder, _ = tiny_triplet("output")
+    inputs, _ = triplet_inputs()
+    before = model.predict(inputs, verbose=0)
+    transform = model.get_layer("question_transform")
+    transform.set_weights([weight * 7.5 for weight in transform.get_weights()])  # question encodings ×7.5
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), before, atol=1e-5)
+
+
+@backend
+@pytest.mark.parametrize("form", ["output", "add_loss"])
+def test_evaluate_returns_mean_triplet_loss(form):
+    model, _, _ = tiny_triplet(form)
+    inputs, dummy = triplet_inputs()
+    assert model.evaluate(inputs, dummy, batch_size=8, verbose=0) == pytest.approx(
+        float(np.mean(model.predict(inputs, verbose=0))), abs=1e-5)
+
+
+@backend
+def test_both_triplet_forms_give_same_loss_on_same_weights():
+    output_form, _, _ = tiny_triplet("output")
+    add_loss_form, _, _ = tiny_triplet("add_loss", seed=1)
+    add_loss_form.set_weights(output_form.get_weights())
+    inputs, dummy = triplet_inputs()
+    assert add_loss_form.evaluate(inputs, dummy, batch_size=8, verbose=0) == pytest.approx(
+        output_form.evaluate(inputs, dummy, batch_size=8, verbose=0), abs=1e-6)
+
+
+@backend
+def test_triplet_encoders_give_the_cosines_of_the_training_model():
+    model, question_encoder, answer_encoder = tiny_triplet("output")
+    (question, right, wrong), _ = triplet_inputs()
+    cosines = [np.sum(custom_loss.cosine_matrix(question_encoder.predict(question, verbose=0),
+                                                answer_encoder.predict(answer, verbose=0)) * np.eye(8), 1)
+               for answer in (right, wrong)]
+    np.testing.assert_allclose(model.predict((question, right, wrong), verbose=0)[:, 0],
+                               np.maximum(0, 0.1 + cosines[1] - cosines[0]), atol=1e-5)
+
+
+# ---- center loss ---------------------------------------------------------------------------------------------------
+def center_layer(layer_class, **kwargs):
+    layer = layer_class(3, 3, **kwargs)
+    layer.build([(None, 3), (None, 1)])
+    layer.centers.set_weights([np.array([[9, 9, 9], [0, 2, 5], [4, 4, 4]], "float32")])
+    return layer
+
+
+@backend
+def test_center_distance_known_value():
+    distance = center_layer(custom_loss.CenterDistance)([np.array([[1.0, 2, 3]], "float32"), np.array([[1]])])
+    assert as_numpy(distance)[0, 0] == pytest.approx(5.0)
+
+
+@backend
+def test_center_loss_adds_weighted_distance():
+    layer = center_layer(custom_loss.CenterLoss, weight=0.2)
+    features = np.array([[1.0, 2, 3]], "float32")
+    np.testing.assert_allclose(as_numpy(layer([features, np.array([1])])), features)
+    assert float(as_numpy(layer.losses[0])) == pytest.approx(1.0)
+
+
+@backend
+def test_center_lookup_returns_row_y():
+    layer = center_layer(custom_loss.CenterDistance)
+    zero = np.zeros((3, 3), "float32")
+    # distance from the origin is the squared norm of the looked-up row
+    np.testing.assert_allclose(as_numpy(layer([zero, np.array([0, 1, 2])]))[:, 0], [243, 29, 48])
+
+
+def tiny_center(form, seed=0):
+    keras.utils.set_random_seed(seed)
+    return custom_loss.build_center_models(feature_dim=4, form=form)
+
+
+def center_batch(count=16, seed=0, classes=(1, 3)):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, 28, 28, 1)).astype("uint8"), rng.choice(classes, count).astype("int32")
+
+
+@backend
+def test_gradient_step_changes_only_present_class_centers():
+    model, _, _ = tiny_center("output")
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=["sparse_categorical_crossentropy",
+                                                          custom_loss.output_as_loss], loss_weights=[1.0, 0.2])
+    images, labels = center_batch()
+    centers = model.get_layer("l2").centers
+    before = as_numpy(centers.embeddings).copy()
+    model.train_on_batch((images, labels), (labels, np.zeros((16, 1), "float32")))
+    changed = np.any(as_numpy(centers.embeddings) != before, axis=1)
+    assert changed.tolist() == [k in (1, 3) for k in range(10)]
+
+
+@backend
+def test_total_loss_is_crossentropy_plus_weighted_mean_l2():
+    model, _, _ = tiny_center("output")
+    images, labels = center_batch()
+    probabilities, distances = model.predict((images, labels), verbose=0)
+    crossentropy = -np.mean(np.log(probabilities[np.arange(16), labels]))
+    total = model.evaluate((images, labels), (labels, np.zeros((16, 1))), batch_size=16, verbose=0)[0]
+    assert total == pytest.approx(crossentropy + 0.2 * distances.mean(), rel=1e-4)
+
+
+def copy_weights_by_role(source, target):
+    """The two forms hold the same layers in a different order: copy centres to centres, the rest in order."""
+    def split(model):
+        weighted = [layer for layer in model.layers if layer.weights]
+        centers = [layer for layer in weighted if isinstance(layer, custom_loss.CenterDistance)]
+        return centers + [layer for layer in weighted if layer not in centers]
+
+    for layer_source, layer_target in zip(split(source), split(target), strict=True):
+        layer_target.set_weights(layer_source.get_weights())
+
+
+@backend
+def test_both_center_forms_agree():
+    output_form, _, _ = tiny_center("output")
+    add_loss_form, _, _ = tiny_center("add_loss", seed=1)
+    copy_weights_by_role(output_form, add_loss_form)
+    images, labels = center_batch(seed=3, classes=range(10))
+    expected = output_form.evaluate((images, labels), (labels, np.zeros((16, 1))), batch_size=16, verbose=0)[0]
+    ours = add_loss_form.evaluate((images, labels), labels, batch_size=16, verbose=0)[0]
+    assert ours == pytest.approx(expected, rel=1e-5)
+
+
+@backend
+def test_center_prediction_model_needs_no_label():
+    train_model, prediction_model, feature_model = tiny_center("add_loss")
+    assert len(train_model.inputs) == 2 and len(prediction_model.inputs) == 1
+    images, _ = center_batch(4)
+    assert prediction_model.predict(images, verbose=0).shape == (4, 10)
+    assert feature_model.predict(images, verbose=0).shape == (4, 4)
+
+
+# ---- evaluation helpers and data -----------------------------------------------------------------------------------
+def test_ranking_metrics_perfect_and_constant_scorers():
+    candidates = custom_loss.candidate_sets(150, np.random.default_rng(0))
+    assert custom_loss.ranking_metrics(np.eye(150), candidates) == {"recall_at_1": 1.0, "mrr": 1.0}
+    constant = custom_loss.ranking_metrics(np.zeros((150, 150)), candidates)  # ties: the random baseline exactly
+    assert constant["recall_at_1"] == pytest.approx(0.01)
+    assert constant["mrr"] == pytest.approx(np.mean(1 / np.arange(1, 101)))
+
+
+def test_candidate_sets_start_with_the_right_answer_and_are_distinct():
+    candidates = custom_loss.candidate_sets(120, np.random.default_rng(1))
+    assert candidates.shape == (120, 100) and (candidates[:, 0] == np.arange(120)).all()
+    assert all(len(set(row)) == 100 for row in candidates)
+
+
+def test_calibration_of_known_predictions():
+    probabilities = np.array([[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.6, 0.4]])
+    result = custom_loss.calibration(probabilities, np.array([0, 0, 0, 1]))
+    assert result["accuracy"] == 0.75 and result["mean_max_probability"] == pytest.approx(0.775)
+    assert result["ece"] == pytest.approx(0.5 * 0.05 + 0.5 * 0.1)  # two bins: |1−.95| and |.5−.6|
+
+
+def test_center_ratio_is_scale_invariant_and_shrinks_with_tighter_classes():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 50)
+    means = np.array([[0, 0], [10, 0], [0, 10]])
+    loose, tight = (means[labels] + spread * rng.normal(size=(150, 2)) for spread in (3, 1))
+    assert custom_loss.center_ratio(tight, labels) < custom_loss.center_ratio(loose, labels)
+    assert custom_loss.center_ratio(5 * loose, labels) == pytest.approx(custom_loss.center_ratio(loose, labels))
+
+
+def test_sentence_pairs_stay_inside_a_paragraph():
+    paragraphs = [["甲", "。", "乙", "！", "丙"], ["丁", "。"], ["戊", "？", "己", "。"]]
+    questions, answers, groups = custom_loss.sentence_pairs(paragraphs)
+    assert questions == [["甲", "。"], ["乙", "！"], ["戊", "？"]]
+    assert answers == [["乙", "！"], ["丙"], ["己", "。"]]
+    assert groups.tolist() == [0, 0, 2]
+
+
+# ---- command line --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [["smoothing", "--smoothing", "1.5"], ["triplet", "--data", "x"],
+                                  ["center", "--feature-dim", "1"], ["center", "--epochs", "0"]])
+def test_bad_arguments_exit_with_one_line(argv, tmp_path):
+    with pytest.raises(SystemExit, match="error: "):
+        custom_loss.main(argv + ["--out", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
+
+
+def history_losses(path):
+    with open(path, newline="") as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+@pytest.fixture
+def tiny_quick(monkeypatch):
+    """Quick runs cut further for the test budget: 500 training items, 2 epochs, smaller real test sets."""
+    for name in custom_loss.QUICK:
+        monkeypatch.setitem(custom_loss.QUICK, name, dict(train=500, validation=200, epochs=2))
+    load_fashion_mnist, load_peoples_daily = custom_loss.load_fashion_mnist, custom_loss.load_peoples_daily
+
+    def fewer_images(data_dir):
+        (x_train, y_train), (x_test, y_test) = load_fashion_mnist(data_dir)
+        return (x_train, y_train), (x_test[:2000], y_test[:2000])
+
+    monkeypatch.setattr(custom_loss, "load_fashion_mnist", fewer_images)
+    monkeypatch.setattr(custom_loss, "load_peoples_daily", lambda: load_peoples_daily()[:6000])
+
+
+@pytest.mark.parametrize("experiment, extra", [("smoothing", []), ("center", ["--feature-dim", "2"]),
+                                               ("triplet", ["--form", "add_loss"])])
+def test_quick_run_learns_and_writes_outputs(experiment, extra, tiny_quick, shared_data, tmp_path):
+    data = [] if experiment == "triplet" else ["--data", str(shared_data / "fashion-mnist")]
+    custom_loss.main([experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data, *extra])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["experiment"] == experiment and metrics["environment"]["backend"] == keras.backend.backend()
+    histories = sorted(tmp_path.glob("history_*.csv"))
+    assert histories and all(losses[-1] < losses[0] for losses in map(history_losses, histories))
+    plots = {"smoothing": "reliability.png", "center": "features.png", "triplet": "history_triplet.png"}
+    assert (tmp_path / plots[experiment]).stat().st_size > 0
+    for model_file in tmp_path.glob("*.keras"):
+        keras.saving.load_model(model_file, compile=False)
+    if experiment == "triplet":
+        test = metrics["test"]
+        # 500 pairs are too few for the LSTM to generalise; next sentences share words, so bag-of-words must
+        assert test["bag_of_words_cosine"]["mrr"] > test["random"]["mrr"] and test["random"]["recall_at_1"] == 0.01
+        assert 0 <= test["triplet_lstm"]["recall_at_1"] <= test["triplet_lstm"]["mrr"] <= 1
+    else:
+        assert all(0 <= result["accuracy"] <= 1 for result in metrics["test"].values())
+    if experiment == "smoothing":  # a rerun with the same --out reuses the finished weights instead of retraining
+        modified = {path.name: path.stat().st_mtime for path in histories}
+        again = custom_loss.main([experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data])
+        assert again["test"]["plain"]["accuracy"] == metrics["test"]["plain"]["accuracy"]
+        assert modified == {path.name: path.stat().st_mtime for path in sorted(tmp_path.glob("history_*.csv"))}
