@@ -1,0 +1,139 @@
+"""rnn_saliency.py: the article's importance identities, the data rules, the attribution baselines, smoke runs."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import rnn_saliency
+from rnn_saliency import (MAXLEN, build_model, build_vocabulary, deletion_curves, embedding_attributions, encode,
+                          hidden_state_scores, importances_from_states, predict, ranking, read_table)
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    keras.utils.set_random_seed(0)
+    classifier, states = build_model(30)
+    return classifier, states
+
+
+def test_toy_states_give_the_articles_importances():
+    states = np.array([[[1.0, 0.0], [1.0, 1.0], [2.0, 1.0]]])  # h_1..h_3; h_0 = 0 is prepended
+    scores = importances_from_states(states, states[:, -1])
+    np.testing.assert_allclose(scores[0], [0.36754, 0.18524, 0.44721], atol=1e-5)
+    assert scores.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.backend
+def test_importances_sum_to_one_and_last_is_non_negative(untrained):
+    classifier, _ = untrained
+    rng = np.random.default_rng(1)
+    ids = np.zeros((8, 40), np.int32)
+    lengths = rng.integers(1, 40, size=8)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = rng.integers(1, 31, size=length)
+    scores = hidden_state_scores(classifier, ids)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    assert all(scores[row, length - 1] >= 0 for row, length in enumerate(lengths))
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("dropouts", [(), (0.4, 0.25)], ids=["article", "improved"])
+def test_oov_word_mid_sentence_gets_exactly_zero_and_leaves_final_state(dropouts):
+    keras.utils.set_random_seed(0)
+    classifier, states = build_model(30, *dropouts)
+    with_oov = np.array([[5, 9, 0, 12, 3]], np.int32)
+    without = np.array([[5, 9, 12, 3]], np.int32)
+    assert hidden_state_scores(classifier, with_oov)[0, 2] == 0.0
+    final_with, final_without = states.predict_on_batch(with_oov)[1], states.predict_on_batch(without)[1]
+    np.testing.assert_allclose(np.asarray(final_with), np.asarray(final_without), atol=1e-6)
+
+
+def test_ranking_is_a_sorted_permutation_of_positions():
+    rng = np.random.default_rng(2)
+    words = [f"w{i}" for i in range(130)][:MAXLEN]
+    result = ranking(words, rng.normal(size=len(words)))
+    assert sorted(position for position, _, _ in result) == list(range(len(words)))
+    assert [score for _, _, score in result] == sorted((score for _, _, score in result), reverse=True)
+    assert len(result) <= MAXLEN and all(words[position] == word for position, word, _ in result)
+
+
+def test_vocabulary_keeps_count_at_least_ten_with_ids_from_one():
+    tokens = [["好"] * 10 + ["差"] * 9 + ["快"] * 12]
+    vocabulary = build_vocabulary(tokens)
+    assert vocabulary == {"快": 1, "好": 2}
+
+
+def test_encode_truncates_pads_and_maps_oov_to_zero():
+    ids = encode([["快", "新词", "好"], ["好"] * 150], {"快": 1, "好": 2})
+    assert ids.shape == (2, MAXLEN) and ids.dtype == np.int32
+    assert ids[0, :4].tolist() == [1, 0, 2, 0] and not ids[0, 3:].any()
+    assert (ids[1] == 2).all()
+
+
+def test_csv_loader_reports_bad_labels_and_encoding_with_line_numbers(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\n很好,1\n\n很差,0\n很好,1\n", encoding="utf-8")
+    texts, labels, _ = rnn_saliency.load_data(good)
+    assert texts == ["很好", "很差"] and labels.tolist() == [1, 0]  # de-duplicated, sorted
+    bad_label = tmp_path / "bad.csv"
+    bad_label.write_text("text,label\n很好,1\n很差,2\n一般,pos\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"2 lines .*\[3, 4\]"):
+        read_table(bad_label)
+    bad_encoding = tmp_path / "bad.tsv"
+    bad_encoding.write_bytes("text\tlabel\n好\t1\n".encode() + "坏\t0\n".encode("gbk"))
+    with pytest.raises(ValueError, match=r"not UTF-8 \(lines \[3\]\)"):
+        read_table(bad_encoding)
+    with pytest.raises(SystemExit, match="error: .*pos.xls"):
+        rnn_saliency.main(["train", "--data", str(tmp_path / "missing")])
+    for name in ("pos.xls", "neg.xls"):
+        (tmp_path / name).write_bytes(b"not a spreadsheet")
+    with pytest.raises(SystemExit, match="error: .*(xlrd|cannot read)"):
+        rnn_saliency.main(["train", "--data", str(tmp_path)])
+
+
+@pytest.mark.backend
+def test_integrated_gradients_are_complete(untrained):
+    classifier, _ = untrained
+    ids = np.array([[3, 8, 0, 21, 4, 17], [6, 6, 2, 0, 0, 0]], np.int32)
+    attributions = embedding_attributions(classifier, ids, steps=32)
+    probabilities = predict(classifier, ids)
+    sign = np.where(probabilities >= 0.5, 1.0, -1.0)
+    zero = rnn_saliency.signed_probability(classifier, np.zeros((2, 6, 128), "float32"), ids != 0,
+                                           np.ones(2, "float32"))
+    expected = sign * (probabilities - keras.ops.convert_to_numpy(zero))
+    np.testing.assert_allclose(attributions.sum(axis=1), expected, rtol=0.05, atol=1e-7)
+
+
+@pytest.mark.backend
+def test_deleting_every_word_gives_the_empty_sentence_prediction(untrained):
+    classifier, _ = untrained
+    ids = np.array([[3, 8, 11, 21], [6, 6, 2, 0]], np.int32)
+    original = predict(classifier, ids)
+    empty = predict(classifier, np.zeros((1, 1), np.int32))[0]
+    drop = deletion_curves(classifier, ids, np.ones(ids.shape), ks=(4,))[0]
+    sign = np.where(original >= 0.5, 1.0, -1.0)
+    assert drop == pytest.approx(np.mean(sign * (original - empty)), abs=1e-6)
+
+
+def test_training_and_explain_smoke_run(tmp_path, capsys):
+    data = tmp_path / "tiny.csv"
+    rng = np.random.default_rng(0)
+    good, bad = ["很好", "喜欢", "不错", "满意"], ["很差", "失望", "退货", "垃圾"]
+    rows = [f"{'，'.join(rng.choice(good if label else bad, 3))}{k},{label}" for k in range(200) for label in (0, 1)]
+    data.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    metrics = rnn_saliency.main(["train", "--quick", "--data", str(data), "--out", str(out), "--epochs", "1",
+                                 "--baseline", "--saliency-sentences", "20", "--min-count", "3"])
+    for name in ("model.keras", "vocabulary.json", "metrics.json", "history.csv", "deletion_curves.png"):
+        assert (out / name).is_file(), name
+    assert set(metrics["saliency"]) == {"hidden state (article)", "occlusion", "gradient x input",
+                                        "integrated gradients", "random"}
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["test_accuracy"] == metrics["test_accuracy"]
+    batch = tmp_path / "sentences.txt"
+    batch.write_text("很好，喜欢\n很差，失望\n", encoding="utf-8")
+    results = rnn_saliency.main(["explain", "--model", str(out), "很好，不错", "--html", str(tmp_path / "a.html"),
+                                 "--batch", str(batch)])
+    assert len(results) == 3 and "p(positive)" in capsys.readouterr().out
+    assert len((tmp_path / "sentences.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    assert "<span" in (tmp_path / "a.html").read_text(encoding="utf-8")
