@@ -1,0 +1,205 @@
+"""Properties of cloze_lm.py (spec section 3, "Testable properties / 3. Cloze")."""
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import cloze_lm
+
+TOY = """1 ||| 小 猫 喜欢 鱼 。
+2 ||| XXXXX 也 喜欢 鱼 。
+3 ||| 小 狗 喜欢 骨头 。
+<qid_0> ||| XXXXX 也 喜欢 鱼 。
+1 ||| 兔子 爱 吃 萝卜 。
+2 ||| 兔子 说 ： XXXXX
+<qid_1> ||| 兔子 说 ： XXXXX
+"""
+TOY_ANSWERS = "<qid_0> ||| 小\n<qid_1> ||| 萝卜\n"
+CFT = """1 ||| 小 猫 钓 鱼 。
+2 ||| 小 猫 想 吃 XXXXX ||| 鱼
+1 ||| 轻 - 重 ， 上升 - 下沉 。
+2 ||| 上升 -XXXXX ||| 下沉
+"""
+# results/evaluate.py of ymcui/cmrc2017, ported to Python 3 (reload/setdefaultencoding removed), nothing else changed
+OFFICIAL_EVALUATE = r"""
+import sys
+prediction_file = open(sys.argv[1], 'rb')
+reference_file = open(sys.argv[2], 'rb')
+reference_dict = dict()
+reference_lines = reference_file.readlines()
+total_count = len(reference_lines)
+for line in reference_lines:
+    line = line.decode('utf-8').strip()
+    qid, answer = line.split(' ||| ')
+    reference_dict[qid] = answer
+right_count = 0
+for line in prediction_file.readlines():
+    line = line.decode('utf-8').strip()
+    line_segs = line.split(' ||| ')
+    if len(line_segs) == 1:
+        qid = line_segs[0]
+        answer = ''
+    else:
+        qid = line_segs[0]
+        answer = line_segs[1]
+    if answer == reference_dict[qid]:
+        right_count += 1
+accuracy = 100.0*right_count / total_count
+print(accuracy)
+"""
+
+
+def test_parser_returns_left_right_pairs_without_query_or_blank():
+    questions = cloze_lm.parse_doc_query(TOY)
+    assert [qid for qid, *_ in questions] == ["<qid_0>", "<qid_1>"]
+    (_, left0, right0), (_, left1, right1) = questions
+    assert left0 == "小 猫 喜欢 鱼 。".split()  # the query line is not part of the context
+    assert right0 == "也 喜欢 鱼 。 小 狗 喜欢 骨头 。".split()
+    assert all("XXXXX" not in side for _, left, right in questions for side in (left, right))
+    assert right1 == [cloze_lm.UNK_TOKEN]  # empty side
+
+
+def test_answers_parse_from_qid_lines():
+    assert cloze_lm.parse_answers(TOY_ANSWERS) == {"<qid_0>": "小", "<qid_1>": "萝卜"}
+
+
+def test_malformed_file_names_file_and_line():
+    with pytest.raises(ValueError, match=r"toy.doc_query:2: expected 'N \|\|\| tokens'"):
+        cloze_lm.parse_doc_query("1 ||| a XXXXX b\nbroken line\n<qid_0> ||| q\n", "toy.doc_query")
+    with pytest.raises(ValueError, match="exactly one XXXXX"):
+        cloze_lm.parse_doc_query("1 ||| a b\n<qid_0> ||| q\n", "toy.doc_query")
+
+
+def test_shared_validation_files_parse_with_answer_in_every_context(shared_data):
+    questions = cloze_lm.read_official(shared_data / "cmrc2017" / "cloze.valid.doc_query",
+                                       shared_data / "cmrc2017" / "cloze.valid.answer")
+    assert len(questions) == 1000
+    assert all(answer in left + right for _, left, right, answer in questions)
+
+
+def test_cft_parser_writes_the_answer_back():
+    documents = cloze_lm.parse_cft(CFT)
+    assert len(documents) == 2
+    (tokens, position), (glued, glued_position) = documents
+    assert tokens[position] == "鱼" and "XXXXX" not in tokens
+    assert glued[glued_position] == "下沉" and glued[glued_position - 1] == "-"
+
+
+def test_shared_cft_file_parses(shared_data):
+    documents = cloze_lm.parse_cft((shared_data / "hfl-cft" / "cft.test.auto").read_text(encoding="utf-8"))
+    assert len(documents) == 2706
+
+
+def test_target_is_uniform_over_answer_positions_and_zero_at_padding():
+    target = cloze_lm.make_target(np.array([5, 3, 0, 0]), np.array([7, 3, 9, 0]), 3)
+    np.testing.assert_allclose(target, [0, .5, 0, 0, 0, .5, 0, 0])
+    assert target.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        cloze_lm.make_target(np.array([5, 0]), np.array([7, 0]), 0)  # padding never counts as the answer
+
+
+def test_pointer_sum_prefers_summed_probability_over_argmax_position():
+    assert cloze_lm.pointer_sum(np.array([5, 3, 7, 3]), np.array([.4, .25, .1, .25]))[0] == 3
+
+
+@pytest.mark.backend
+def test_logits_shape_and_softmax_mass_on_padding():
+    model = cloze_lm.build_model(50)
+    left = np.array([[5, 3, 0, 0], [2, 2, 2, 2]])
+    right = np.array([[7, 3, 9, 0], [4, 0, 0, 0]])
+    logits = np.asarray(model.predict_on_batch((left, right)), "float64")
+    assert logits.shape == (2, 8)
+    probabilities = cloze_lm.masked_softmax(logits)
+    padding = np.concatenate([left, right], axis=1) == cloze_lm.PAD
+    assert probabilities[padding].sum() < 1e-6
+
+
+@pytest.mark.backend
+def test_one_bilstm_per_depth_reads_both_sides():
+    model = cloze_lm.build_model(50, match="states")
+    assert sorted(layer.name for layer in model.layers if "bilstm" in layer.name) == ["bilstm1", "bilstm2"]
+    sequence = np.array([[5, 3, 7, 1, 9], [2, 4, 0, 0, 0]])
+    logits = np.asarray(model.predict_on_batch((sequence, sequence)))
+    # identical sides give identical states only when the sides share the weights
+    np.testing.assert_allclose(logits[:, :5], logits[:, 5:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.backend
+def test_trainable_parameters_are_657536_with_frozen_table_and_trainable_unk():
+    model = cloze_lm.build_model(1000, vectors=np.ones((998, 128), "float32"))
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 657_536
+    embedding = model.get_layer("embedding")
+    assert [w.name for w in embedding.non_trainable_weights] == ["table"]
+    vectors = keras.ops.convert_to_numpy(embedding(np.array([[0, 1, 2]])))
+    np.testing.assert_allclose(vectors[0, 0], 0)  # PAD
+    np.testing.assert_allclose(vectors[0, 1], keras.ops.convert_to_numpy(embedding.unk)[0])  # the trainable row
+    np.testing.assert_allclose(vectors[0, 2], 1)  # word vectors from the table
+
+
+def test_metric_equals_official_evaluate(tmp_path):
+    reference = ["<qid_0> ||| 小", "<qid_1> ||| 萝卜", "<qid_2> ||| 鱼", "<qid_3> ||| 猫"]
+    predictions = ["<qid_0> ||| 小", "<qid_1>", "<qid_2> ||| 鱼 "]  # a blank answer, a missing qid
+    (tmp_path / "pred").write_text("\n".join(predictions) + "\n", encoding="utf-8")
+    (tmp_path / "ref").write_text("\n".join(reference) + "\n", encoding="utf-8")
+    (tmp_path / "evaluate.py").write_text(OFFICIAL_EVALUATE)
+    official = subprocess.run([sys.executable, tmp_path / "evaluate.py", tmp_path / "pred", tmp_path / "ref"],
+                              capture_output=True, text=True, check=True).stdout
+    assert cloze_lm.official_accuracy(predictions, reference) == float(official) == 50.0
+
+
+def test_generator_blanks_only_words_repeated_elsewhere_and_one_blank_per_question():
+    paragraphs = cloze_lm.load_peoples_daily(with_tags=True)[:120]
+    documents = [sum(paragraphs[i:i + cloze_lm.PD_PARAGRAPHS], []) for i in range(0, 120, cloze_lm.PD_PARAGRAPHS)]
+    documents.append([("猫", "n"), ("狗", "n"), ("猫", "n"), ("鱼", "n")])
+    questions = cloze_lm.generate_questions(documents, lambda word, tag: tag == "n", 5, np.random.default_rng(0))
+    assert len(questions) > 50
+    for _, left, right, answer in questions:
+        assert answer in left + right  # occurs elsewhere in the document
+        assert "XXXXX" not in left + right and answer != "XXXXX"
+    assert {answer for qid, *_, answer in questions if qid.startswith("gen20_")} == {"猫"}
+
+
+def test_bucketing_reduces_padding():
+    rng = np.random.default_rng(0)
+    samples = [{"left": np.ones(n, np.int32) * 2, "right": np.ones(m, np.int32) * 2,
+                "keys": np.ones(n + m, np.int32) * 2, "answer_key": 2}
+               for n, m in rng.integers(1, 300, (800, 2))]
+
+    def padded_per_real(bucket):
+        batches = cloze_lm.ClozeBatches(samples, 16, rng=np.random.default_rng(1), bucket=bucket)
+        shapes = [(left.size + right.size) for _, left, right, _ in (batches.arrays(i) for i in range(1, len(batches)))]
+        return sum(shapes) / sum(len(s["keys"]) for s in samples)
+
+    assert padded_per_real(True) < 0.8 * padded_per_real(False)
+
+
+def test_bad_model_folder_exits_with_one_line(tmp_path):
+    (tmp_path / "q.doc_query").write_text(TOY, encoding="utf-8")
+    with pytest.raises(SystemExit, match="error: --model"):
+        cloze_lm.main(["predict", "--model", str(tmp_path / "missing"), str(tmp_path / "q.doc_query")])
+
+
+@pytest.mark.backend
+def test_smoke_train_and_predict(tmp_path, capsys):
+    story = " ".join(["小 猫 和 小 狗 在 河边 钓 鱼 ， 小 猫 钓 到 了 鱼 。 小 狗 很 开心 ， 兔子 也 来 了 。"] * 3)
+    lines = []
+    for k in range(12):
+        words = story.split()
+        position = [i for i, w in enumerate(words) if w in ("猫", "狗", "鱼", "兔子")][k % 10]
+        words[position] = "XXXXX"
+        lines += [f"1 ||| {' '.join(words)}", f"<qid_{k}> ||| XXXXX"]
+        (tmp_path / "toy.answer").open("a", encoding="utf-8").write(f"<qid_{k}> ||| {story.split()[position]}\n")
+    (tmp_path / "toy.doc_query").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    metrics = cloze_lm.main(["train", "--sources", "none", "--train", str(tmp_path / "toy.doc_query"),
+                             "--valid", str(tmp_path / "toy.doc_query"), "--epochs", "1", "--batch-size", "4",
+                             "--w2v-epochs", "1", "--eval-every", "0", "--out", str(out)])
+    for name in ("model.keras", "metrics.json", "history.csv", "valid.predictions", "vocabulary.txt"):
+        assert (out / name).is_file(), name
+    assert metrics["parameters"]["trainable"] == 657_536 and 0 <= metrics["all_shared_accuracy"] <= 100
+    capsys.readouterr()
+    cloze_lm.main(["predict", "--model", str(out), str(tmp_path / "toy.doc_query")])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 12 and all(line.startswith(f"<qid_{k}> ||| ") for k, line in enumerate(printed))
