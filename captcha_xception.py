@@ -371,25 +371,13 @@ def plot_predictions(images, predictions, labels, charset, path, title, count=24
 
 
 # --------------------------------------------------------------------------------------------------- train
-def read_history(path):
-    """history.csv as {column: [values]}, one row per epoch (a row repeated by a resume keeps its last copy)."""
-    import csv
-
-    if not Path(path).is_file():
-        return {}
-    with open(path, newline="") as handle:
-        rows = {int(row["epoch"]): row for row in csv.DictReader(handle)}
-    columns = [name for name in next(iter(rows.values()), {}) if name != "epoch"]
-    return {name: [float(rows[epoch][name]) for epoch in sorted(rows)] for name in columns}
-
-
 def train(model, train_batches, validation, train_sample, epochs, batch_size, out_dir):
     """Fit, keeping the best epoch on validation full-string accuracy; resumes from out_dir/backup.
 
     Returns (history over all epochs so far, seconds per epoch of this call)."""
     out_dir = Path(out_dir)
-    previous_best = max(read_history(out_dir / "history.csv").get("val_string_accuracy", []), default=None)
-    start, epochs_before = time.perf_counter(), len(read_history(out_dir / "history.csv").get("loss", []))
+    previous_best = max(runs.read_history(out_dir / "history.csv").get("val_string_accuracy", []), default=None)
+    start, epochs_before = time.perf_counter(), len(runs.read_history(out_dir / "history.csv").get("loss", []))
     callbacks = [
         StringAccuracy(validation, train_sample, batch_size),  # first: the others read what it logs
         keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor="val_string_accuracy", mode="max",
@@ -399,7 +387,7 @@ def train(model, train_batches, validation, train_sample, epochs, batch_size, ou
         keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=False),
     ]
     model.fit(train_batches, epochs=epochs, callbacks=callbacks, verbose=runs.fit_verbosity())
-    history = read_history(out_dir / "history.csv")
+    history = runs.read_history(out_dir / "history.csv")
     trained = len(history.get("loss", [])) - epochs_before
     return history, (time.perf_counter() - start) / trained if trained else None
 

@@ -17,7 +17,6 @@ Outputs in --out (default runs/fashion_mnist_mobilenet/<timestamp>/): model.kera
 learning_curves.png, confusion_matrix.png. Rerun with the same --out to resume an interrupted run.
 """
 import argparse
-import csv
 import math
 import shutil
 import time
@@ -130,23 +129,13 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
-def read_history(path):
-    """history.csv as {column: [values]}, one row per epoch (a row repeated by a resume keeps its last copy)."""
-    if not Path(path).is_file():
-        return {}
-    with open(path, newline="") as handle:
-        rows = {int(row["epoch"]): row for row in csv.DictReader(handle)}
-    columns = [name for name in next(iter(rows.values()), {}) if name != "epoch"]
-    return {name: [float(rows[epoch][name]) for epoch in sorted(rows)] for name in columns}
-
-
 def train(model, train_batches, validation_batches, epochs, out_dir, extra_callbacks=()):
     """Fit, keeping the best epoch on val_accuracy in best.weights.h5; resumes from out_dir/backup.
 
     Returns (history dict over all epochs so far, EpochTimer of this call).
     """
     out_dir = Path(out_dir)
-    previous_best = max(read_history(out_dir / "history.csv").get("val_accuracy", []), default=None)
+    previous_best = max(runs.read_history(out_dir / "history.csv").get("val_accuracy", []), default=None)
     timer = EpochTimer()
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
@@ -160,7 +149,7 @@ def train(model, train_batches, validation_batches, epochs, out_dir, extra_callb
     ]
     model.fit(train_batches, validation_data=validation_batches, epochs=epochs, callbacks=callbacks,
               verbose=runs.fit_verbosity())
-    return read_history(out_dir / "history.csv"), timer
+    return runs.read_history(out_dir / "history.csv"), timer
 
 
 # ------------------------------------------------------------------------------------------------ evaluate

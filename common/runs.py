@@ -1,5 +1,6 @@
 """What every script repeats: CLI flags, seeding, the output folder, atomic writes, `--weights`, plots."""
 import contextlib
+import csv
 import json
 import os
 import platform
@@ -50,7 +51,8 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    suffix = "".join(path.suffixes)  # Keras checks for ".weights.h5", not just ".h5"
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name[:-len(suffix) or None]}.", suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
         yield Path(temporary)
@@ -111,6 +113,16 @@ def load_backbone(builder, weights, **kwargs):
         print(f"warning: ImageNet weights for {builder.__name__} unavailable ({reason}); training from random init",
               file=sys.stderr)
         return builder(weights=None, **kwargs), "none"
+
+
+def read_history(path):
+    """A CSVLogger history.csv as {column: [values]}, one row per epoch (a row repeated by a resume keeps its last copy)."""
+    if not Path(path).is_file():
+        return {}
+    with open(path, newline="") as handle:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(handle)}
+    columns = [name for name in next(iter(rows.values()), {}) if name != "epoch"]
+    return {name: [float(rows[epoch][name]) for epoch in sorted(rows)] for name in columns}
 
 
 def plot_history(history, path, title=""):
