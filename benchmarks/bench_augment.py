@@ -4,22 +4,17 @@
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import augment  # noqa: E402
+from timing import best_seconds  # noqa: E402
 
 
 def images_per_second(function, count, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return count / best
+    return count / best_seconds(function, repeats)
 
 
 def main(argv=None):

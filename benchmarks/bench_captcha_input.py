@@ -8,20 +8,11 @@ must stay well ahead of the model, so that a GPU (10-50x faster than this CPU) i
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import captcha_xception as script  # noqa: E402
-
-
-def best_seconds(function, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+from timing import best_seconds  # noqa: E402
 
 
 def main(argv=None):

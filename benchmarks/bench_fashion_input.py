@@ -7,23 +7,14 @@ not the bottleneck. Both are measured side by side in one run, on the same machi
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fashion_mnist_mobilenet as script  # noqa: E402
+from timing import best_seconds  # noqa: E402
 from common import augment, datasets  # noqa: E402
-
-
-def best_seconds(function, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(argv=None):
