@@ -241,16 +241,22 @@ def states_model(classifier):
     return classifier._saliency_states
 
 
-def by_length(ids):
-    """Row order that groups sentences of similar length, so trimmed batches carry little padding."""
-    return np.argsort((ids != 0).sum(axis=1), kind="stable")
+def length_batches(ids, batch_size):
+    """Row indices in batches of at most batch_size whose sentences end in the same LENGTH_BUCKET, so every trimmed
+    batch carries less than one bucket of padding (one long sentence no longer pads a whole batch to 100 steps)."""
+    ends = np.where(ids.any(axis=1), ids.shape[1] - np.argmax(ids[:, ::-1] != 0, axis=1), 0)
+    buckets = np.ceil(ends / LENGTH_BUCKET).astype(int)
+    order = np.argsort(buckets, kind="stable")
+    batches = []
+    for same in np.split(order, np.flatnonzero(np.diff(buckets[order])) + 1):
+        batches.extend(same[start:start + batch_size] for start in range(0, len(same), batch_size))
+    return [rows for rows in batches if len(rows)]
 
 
 def predict(classifier, ids, batch_size=1024):
     """P(positive) for every row; compiled, batched by length, each batch trimmed to its own length."""
-    order, probabilities = by_length(ids), np.zeros(len(ids))
-    for start in range(0, len(ids), batch_size):
-        rows = order[start:start + batch_size]
+    probabilities = np.zeros(len(ids))
+    for rows in length_batches(ids, batch_size):
         probabilities[rows] = np.asarray(classifier.predict_on_batch(trimmed(ids[rows]))).ravel()
     return probabilities
 
@@ -267,9 +273,8 @@ def importances_from_states(sequence, final):
 
 def hidden_state_scores(classifier, ids, batch_size=1024):
     """The article's measure for a batch of id rows: one forward pass returns every hidden state."""
-    model, scores, order = states_model(classifier), np.zeros(ids.shape, np.float64), by_length(ids)
-    for start in range(0, len(ids), batch_size):
-        rows = order[start:start + batch_size]
+    model, scores = states_model(classifier), np.zeros(ids.shape, np.float64)
+    for rows in length_batches(ids, batch_size):
         chunk = trimmed(ids[rows])
         sequence, final = model.predict_on_batch(chunk)
         scores[rows, :chunk.shape[1]] = importances_from_states(sequence, final)
@@ -337,15 +342,15 @@ def embedding_attributions(classifier, ids, steps=None, chunk=64):
     scores = np.zeros(ids.shape, np.float64)
     alphas = np.array([1.0], "float32") if steps is None else ((np.arange(steps) + 0.5) / steps).astype("float32")
     compiled = gradient_function(lambda x, mask, signs: signed_probability(classifier, x, mask, signs))
-    for start in range(0, len(ids), chunk):
-        part = trimmed(ids[start:start + chunk])
+    for rows in length_batches(ids, chunk):
+        part = trimmed(ids[rows])
         embedded = weights[part]  # (B,T,E)
         scaled = (alphas[:, None, None, None] * embedded[None]).reshape(-1, *embedded.shape[1:])
         mask = np.tile(part != 0, (len(alphas), 1))
-        signs = np.tile(sign[start:start + len(part)], len(alphas))
+        signs = np.tile(sign[rows], len(alphas))
         _, grads = compiled(scaled, mask, signs)
         mean_gradient = grads.reshape(len(alphas), *embedded.shape).mean(axis=0)
-        scores[start:start + len(part), :part.shape[1]] = (mean_gradient * embedded).sum(-1) * (part != 0)
+        scores[rows, :part.shape[1]] = (mean_gradient * embedded).sum(-1) * (part != 0)
     return scores
 
 

@@ -7,7 +7,8 @@ import pytest
 
 import rnn_saliency
 from rnn_saliency import (MAXLEN, build_model, build_vocabulary, deletion_curves, embedding_attributions, encode,
-                          hidden_state_scores, importances_from_states, predict, ranking, read_table)
+                          hidden_state_scores, importances_from_states, length_batches, predict, ranking,
+                          read_table)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,30 @@ def test_oov_word_mid_sentence_gets_exactly_zero_and_leaves_final_state(dropouts
     final_with, final_without = states.predict_on_batch(with_oov)[1], states.predict_on_batch(without)[1]
     np.testing.assert_allclose(np.asarray(final_with), np.asarray(final_without), atol=1e-6)
 
+
+
+def test_length_batches_cover_every_row_once_within_one_length_bucket():
+    rng = np.random.default_rng(3)
+    ids = np.zeros((300, MAXLEN), np.int32)
+    for row, end in enumerate(rng.integers(0, MAXLEN + 1, size=300)):
+        ids[row, :end] = rng.integers(0, 5, size=end)  # OOV zeros inside sentences too
+    ids[0, :] = 0  # an all-OOV row
+    batches = length_batches(ids, 32)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
+    ends = [np.flatnonzero(row)[-1] + 1 if row.any() else 0 for row in ids]
+    for rows in batches:
+        assert len(rows) <= 32 and len({-(-ends[r] // rnn_saliency.LENGTH_BUCKET) for r in rows}) == 1
+
+
+@pytest.mark.backend
+def test_hidden_state_scores_do_not_depend_on_batching(untrained):
+    classifier, _ = untrained
+    rng = np.random.default_rng(4)
+    ids = np.zeros((40, 60), np.int32)
+    for row, end in enumerate(rng.integers(1, 61, size=40)):
+        ids[row, :end] = rng.integers(1, 31, size=end)
+    np.testing.assert_allclose(hidden_state_scores(classifier, ids, batch_size=7),
+                               hidden_state_scores(classifier, ids, batch_size=1024), atol=1e-5)
 
 def test_ranking_is_a_sorted_permutation_of_positions():
     rng = np.random.default_rng(2)
