@@ -281,6 +281,8 @@ class ClozeBatches(keras.utils.PyDataset):
         chosen, left, right, keys = self.arrays(index)
         target = np.stack([make_target(k[:left.shape[1]], k[left.shape[1]:], s["answer_key"])
                            for k, s in zip(keys, chosen)])
+        for row, sample in enumerate(chosen):  # −1: a position prediction never picks, left out of the softmax
+            target[row, np.isin(keys[row], sample["never"]) & (target[row] == 0)] = -1
         return (left, right), target
 
 
@@ -381,6 +383,14 @@ def build_model(vocabulary_size, vectors=None, dimension=128, units=128, match="
         table[2:] = vectors
         embedding.table.assign(table)
     return model
+
+
+@keras.saving.register_keras_serializable(package="cloze_lm")
+def candidate_cross_entropy(target, logits):
+    """Cross-entropy of the soft target under a softmax over the candidate positions only: positions whose target
+    is −1 (punctuation, and with --candidates nouns every non-noun) are excluded, as they are at prediction."""
+    logits = ops.where(target < 0, ops.full_like(logits, -1e12), logits)
+    return -ops.sum(ops.maximum(target, 0) * ops.log_softmax(logits, axis=-1), axis=-1)
 
 
 def pointer_sum(keys, probabilities):
@@ -550,7 +560,7 @@ def train(args):
     out = runs.run_directory("cloze_lm", args.out)
     validation = load_validation(args.valid)
     questions, word_to_id, vectors, recipe = prepare_training(args, rng, out)
-    samples, skipped = encode(questions, word_to_id, args.max_side, args.pointer)
+    samples, skipped = encode(questions, word_to_id, args.max_side, args.pointer, args.candidates)
     valid_samples, valid_skipped = encode(validation, word_to_id, None, args.pointer, args.candidates)
     kept = {s["qid"] for s in valid_samples}  # skipped ones (answer UNK under pointer=ids) count as wrong
     recipe.update(training_questions=len(samples), skipped=dict(skipped), validation_skipped=dict(valid_skipped),
@@ -564,7 +574,7 @@ def train(args):
     selection_samples = [s for s in valid_samples if s["qid"] in {q[0] for q in selection}]
 
     model = build_model(len(word_to_id) + 2, vectors, match=args.match)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=candidate_cross_entropy)
     evaluator = Evaluator(selection_samples, selection, out / "model.keras", out / "selection.json", args.eval_every)
     start = time.time()
     model.fit(ClozeBatches(samples, args.batch_size, rng=rng), epochs=args.epochs, verbose=runs.fit_verbosity(),

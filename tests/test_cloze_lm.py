@@ -100,6 +100,28 @@ def test_target_is_uniform_over_answer_positions_and_zero_at_padding():
         cloze_lm.make_target(np.array([5, 0]), np.array([7, 0]), 0)  # padding never counts as the answer
 
 
+
+@pytest.mark.backend
+def test_candidate_cross_entropy_leaves_out_positions_marked_minus_one():
+    logits = np.array([[1.0, 5.0, 1.0, 0.0]], "float32")
+    target = np.array([[0.5, -1.0, 0.5, 0.0]], "float32")  # position 1 is not a candidate
+    loss = float(np.asarray(cloze_lm.candidate_cross_entropy(target, logits))[0])
+    assert loss == pytest.approx(np.log(2 * np.e + 1) - 1, abs=1e-5)  # softmax over positions 0, 2, 3 only
+    plain = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
+    full = np.array([[0.5, 0.0, 0.5, 0.0]], "float32")
+    np.testing.assert_allclose(np.asarray(cloze_lm.candidate_cross_entropy(full, logits)),
+                               np.asarray(plain(full, logits)), atol=1e-5)
+
+
+def test_training_batches_mark_non_candidates_but_never_the_answer():
+    sample = {"qid": "q", "left": np.array([5, 3], np.int32), "right": np.array([7, 3], np.int32),
+              "keys": np.array([5, 3, 7, 3], np.int32), "answer_key": 3, "never": np.array([5, 3], np.int32)}
+    (left, right), target = cloze_lm.ClozeBatches([sample, sample], 2, rng=None)[0]
+    width = left.shape[1]
+    row = np.concatenate([target[0, :2], target[0, width:width + 2]])
+    np.testing.assert_allclose(row, [-1, .5, 0, .5])  # 5 blocked, the answer 3 kept although listed, 7 a candidate
+    assert (target[0][np.concatenate([left[0], right[0]]) == 0] == 0).all()  # padding stays 0, not −1
+
 def test_pointer_sum_prefers_summed_probability_over_argmax_position():
     assert cloze_lm.pointer_sum(np.array([5, 3, 7, 3]), np.array([.4, .25, .1, .25]))[0] == 3
 
