@@ -36,6 +36,7 @@ from keras import layers, ops
 from PIL import Image
 
 from common import augment, runs, split
+from common.batches import ShuffledBatches
 
 SCRIPT_NAME = "captcha_xception"
 CHARSET = string.ascii_lowercase  # the Tencent labels are lowercase: 26 classes per position
@@ -188,30 +189,21 @@ def load_folder(folder, charset, length, size):
     return np.stack(images), np.asarray(labels, np.int32), skipped
 
 
-class CaptchaBatches(keras.utils.PyDataset):
+class CaptchaBatches(ShuffledBatches):
     """Batches of a uint8 pool as float32 0–255 (the model rescales), reshuffled every epoch.
 
     Targets: a tuple of one (B,) array per head, or the padded (B, L) labels for the CTC head.
     """
 
     def __init__(self, images, labels, batch_size, head="softmax", shuffle=False, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.images, self.labels, self.batch_size, self.head, self.shuffle = images, labels, batch_size, head, shuffle
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(images)) if shuffle else np.arange(len(images))
-
-    def __len__(self):
-        return math.ceil(len(self.images) / self.batch_size)
+        super().__init__(len(images), batch_size, shuffle, seed, **kwargs)
+        self.images, self.labels, self.head = images, labels, head
 
     def __getitem__(self, index):
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.rows(index)
         labels = self.labels[rows]
         targets = labels if self.head == "ctc" else tuple(labels[:, k] for k in range(labels.shape[1]))
         return self.images[rows].astype(np.float32), targets
-
-    def on_epoch_end(self):
-        if self.shuffle:
-            self.order = self.rng.permutation(len(self.images))
 
 
 # --------------------------------------------------------------------------------------------------- model

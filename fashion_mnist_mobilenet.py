@@ -17,7 +17,6 @@ Outputs in --out (default runs/fashion_mnist_mobilenet/<timestamp>/): model.kera
 learning_curves.png, confusion_matrix.png. Rerun with the same --out to resume an interrupted run.
 """
 import argparse
-import math
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from keras import layers, ops
 
 from common import augment, datasets, runs, split
+from common.batches import ShuffledBatches
 
 SCRIPT_NAME = "fashion_mnist_mobilenet"
 ARTICLE_ACCURACY = {"baseline": 0.945, "flip": 0.95}  # test accuracy read off during training [A4556]
@@ -47,34 +47,24 @@ def preprocess(images, size=IMAGE_SIZE):
     return augment.resize(images, size, method="bilinear").astype(np.float32) / 255.0
 
 
-class ImageBatches(keras.utils.PyDataset):
+class ImageBatches(ShuffledBatches):
     """Batches of already-resized uint8 images as float32 in [0, 1], reshuffled every epoch, optionally flipped.
 
     Like the article's generator: a permutation per pass, a last partial batch, random left-right flips (p=0.5).
     """
 
     def __init__(self, images, labels, batch_size, shuffle=False, flip=False, seed=0, **kwargs):
-        super().__init__(**kwargs)
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"need as many images as labels (> 0), got {len(images)} and {len(labels)}")
-        self.images, self.labels, self.batch_size = images, np.asarray(labels), batch_size
-        self.shuffle, self.flip = shuffle, flip
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(images)) if shuffle else np.arange(len(images))
-
-    def __len__(self):
-        return math.ceil(len(self.images) / self.batch_size)
+        super().__init__(len(images), batch_size, shuffle, seed, **kwargs)
+        self.images, self.labels, self.flip = images, np.asarray(labels), flip
 
     def __getitem__(self, index):
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.rows(index)
         images = self.images[rows]
         if self.flip:
             images = augment.random_flip(images, self.rng)
         return images.astype(np.float32) / 255.0, self.labels[rows]
-
-    def on_epoch_end(self):
-        if self.shuffle:
-            self.order = self.rng.permutation(len(self.images))
 
 
 def stratified_subset(labels, limit, seed):
