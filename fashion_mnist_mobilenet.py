@@ -36,6 +36,8 @@ BATCH_SIZE = 64
 FLIP_BATCH_SIZE = 100  # the article's flip generator used batches of 100
 VALIDATION_FRACTION = 0.1  # 54,000 train / 6,000 validation, stratified
 LEARNING_RATE = 1e-3  # Adam's default, as in the article
+ALPHA = 1.0  # MobileNet's width multiplier: the article's model; 0.25 has real ImageNet weights in ../shared
+IMAGENET_FILE_ALPHA = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}  # Keras's weight file names
 # --quick: MobileNet's smallest input, all 54,000 training images, 2 epochs, Adam at 2e-3 decaying to 0 (cosine).
 # Measured (seed 2017, shared CPU): constant 1e-3 → 82.3% test, cosine 1e-3 → 85.5%, cosine 2e-3 → 87.0%.
 QUICK = {"size": 32, "epochs": 2, "batch_size": 64, "learning_rate": 2e-3, "schedule": "cosine"}
@@ -85,15 +87,18 @@ class GrayToRGB(layers.Layer):
         return ops.repeat(ops.expand_dims(images, -1), 3, axis=-1)
 
 
-def build_model(size=IMAGE_SIZE, weights="none", dropout=0.5, learning_rate=LEARNING_RATE):
-    """MobileNet(alpha 1.0, no top, average pooling) → Dropout → Dense(10, softmax); (model, weights_used).
+def build_model(size=IMAGE_SIZE, weights="none", dropout=0.5, learning_rate=LEARNING_RATE, alpha=ALPHA):
+    """MobileNet(alpha, no top, average pooling) → Dropout → Dense(10, softmax); (model, weights_used).
 
-    Everything is trainable, as in the article. 3,239,114 parameters. `learning_rate` may be a schedule.
+    Everything is trainable, as in the article. 3,239,114 parameters at alpha 1.0, 221,114 at 0.25.
+    `learning_rate` may be a schedule. `weights` PATH must hold MobileNet weights of the same alpha.
     """
     if size < 32:
         raise ValueError(f"MobileNet needs inputs of at least 32×32, got {size}")
     inputs = keras.Input((size, size), name="image")
-    backbone, weights_used = runs.load_backbone(keras.applications.MobileNet, weights, input_shape=(size, size, 3),
+    expected = f"alpha {alpha}: Keras's mobilenet_{IMAGENET_FILE_ALPHA.get(alpha, '?')}_224_tf_no_top.h5"
+    backbone, weights_used = runs.load_backbone(keras.applications.MobileNet, weights, expected=expected,
+                                                input_shape=(size, size, 3), alpha=alpha,
                                                 include_top=False, pooling="avg", name="mobilenet")
     features = backbone(GrayToRGB(name="gray_to_rgb")(inputs))
     features = layers.Dropout(dropout)(features)
@@ -106,7 +111,7 @@ def build_model(size=IMAGE_SIZE, weights="none", dropout=0.5, learning_rate=LEAR
 
 # --------------------------------------------------------------------------------------------------- train
 class EpochTimer(keras.callbacks.Callback):
-    """Wall-clock seconds of each epoch (training and validation)."""
+    """Wall-clock seconds of each epoch (training and validation), also logged as history.csv's `seconds`."""
 
     def __init__(self):
         super().__init__()
@@ -117,17 +122,25 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self.start)
+        if logs is not None:
+            logs["seconds"] = self.seconds[-1]
 
 
-def train(model, train_batches, validation_batches, epochs, out_dir, extra_callbacks=()):
+def train(model, train_batches, validation_batches, epochs, out_dir, extra_callbacks=(), patience=None):
     """Fit, keeping the best epoch on val_accuracy in best.weights.h5; resumes from out_dir/backup.
+
+    `patience`: stop after that many epochs without a better val_accuracy (None: run all epochs).
 
     Returns (history dict over all epochs so far, EpochTimer of this call).
     """
     out_dir = Path(out_dir)
     previous_best = max(runs.read_history(out_dir / "history.csv").get("val_accuracy", []), default=None)
     timer = EpochTimer()
+    if patience:  # after a resume the count restarts, against the best epoch so far
+        extra_callbacks = (*extra_callbacks, keras.callbacks.EarlyStopping(
+            "val_accuracy", mode="max", patience=patience, baseline=previous_best))
     callbacks = [
+        timer,  # first: it puts the epoch's seconds into the logs that CSVLogger writes
         keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=previous_best),
@@ -135,7 +148,7 @@ def train(model, train_batches, validation_batches, epochs, out_dir, extra_callb
         # After the CSV row, so a resume repeats no epoch; kept until metrics.json exists, so a crash during the
         # evaluation resumes after the last epoch instead of retraining.
         keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=False),
-        timer, *extra_callbacks,
+        *extra_callbacks,
     ]
     model.fit(train_batches, validation_data=validation_batches, epochs=epochs, callbacks=callbacks,
               verbose=runs.fit_verbosity())
@@ -185,6 +198,12 @@ def parse_arguments(argv):
                                 data_help="folder with the four Fashion-MNIST idx .gz files "
                                           "(default: keras.datasets cache or download)")
     parser.set_defaults(epochs=None, batch_size=None)  # resolved below: --quick and --flip change them
+    parser.add_argument("--alpha", type=float, default=ALPHA,
+                        help=f"MobileNet width multiplier (default {ALPHA}, the article's; 0.25 is 15× "
+                             "cheaper and has ImageNet weights in ../shared/data/weights)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="stop after this many epochs without a better validation accuracy "
+                             "(default: train all --epochs, as the article)")
     parser.add_argument("--size", type=int, default=None, help=f"input side after resizing (default {IMAGE_SIZE}, "
                                                                f"--quick {QUICK['size']}; at least 32)")
     parser.add_argument("--flip", action="store_true", help="random left-right flips (p=0.5) of training images, "
@@ -208,7 +227,7 @@ def parse_arguments(argv):
     for name, default in defaults.items():  # a flag given explicitly wins over --quick
         if getattr(args, name) is None:
             setattr(args, name, QUICK[name] if args.quick else default)
-    for name in ("epochs", "batch_size", "limit", "test_limit", "learning_rate"):
+    for name in ("epochs", "batch_size", "limit", "test_limit", "learning_rate", "alpha", "patience"):
         if getattr(args, name) is not None and not getattr(args, name) > 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive")
     if args.size < 32:
@@ -218,9 +237,8 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(argv)
-    out_dir = runs.run_directory(SCRIPT_NAME, args.out)
-    if (out_dir / "metrics.json").exists():
-        raise SystemExit(f"error: {out_dir} holds a finished run (metrics.json); pass a new --out")
+    if args.out and (Path(args.out) / "metrics.json").exists():
+        raise SystemExit(f"error: {args.out} holds a finished run (metrics.json); pass a new --out")
     rng = runs.seed_everything(args.seed)
     try:
         (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(args.data)
@@ -249,11 +267,13 @@ def main(argv=None):
     learning_rate = args.learning_rate
     if args.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, args.epochs * len(train_batches))
-    model, weights_used = build_model(args.size, args.weights, learning_rate=learning_rate)
+    model, weights_used = build_model(args.size, args.weights, learning_rate=learning_rate, alpha=args.alpha)
+    out_dir = runs.run_directory(SCRIPT_NAME, args.out)  # only now: a bad --weights leaves nothing behind
     print(f"{len(train_indices):,} training, {0 if validation_indices is None else len(validation_indices):,} "
           f"validation, {len(test_indices):,} test images at {args.size}×{args.size}; weights: {weights_used}")
 
-    history, timer = train(model, train_batches, validation_batches, args.epochs, out_dir)
+    history, timer = train(model, train_batches, validation_batches, args.epochs, out_dir,
+                           patience=args.patience)
     best_epoch = int(np.argmax(history["val_accuracy"]))
     model.load_weights(out_dir / "best.weights.h5")  # the best epoch on validation, not the last
     with runs.atomic_path(out_dir / "model.keras") as temporary:
@@ -270,9 +290,11 @@ def main(argv=None):
         test_accuracy = float(np.mean(predictions == test_labels))
     matrix = confusion_matrix(test_labels, predictions)
 
-    runs.plot_history(history, out_dir / "learning_curves.png", title=f"MobileNet on Fashion-MNIST, {args.size}px")
+    curves = {name: values for name, values in history.items() if name != "seconds"}
+    runs.plot_history(curves, out_dir / "learning_curves.png", title=f"MobileNet on Fashion-MNIST, {args.size}px")
     plot_confusion_matrix(matrix, out_dir / "confusion_matrix.png", f"test accuracy {test_accuracy:.2%}")
-    seconds_per_epoch = float(np.mean(timer.seconds)) if timer.seconds else None
+    seconds = history.get("seconds") or timer.seconds  # every epoch's, across resumes
+    seconds_per_epoch = float(np.median(seconds)) if seconds else None
     article_number = ARTICLE_ACCURACY["flip" if args.flip else "baseline"]
     metrics = {
         "validation_accuracy": validation_accuracy, "test_accuracy": test_accuracy,
@@ -284,7 +306,7 @@ def main(argv=None):
         "images_per_second": len(train_indices) / seconds_per_epoch if seconds_per_epoch else None,
         "train_images": len(train_indices), "test_images": len(test_indices),
         "validation_images": 0 if validation_indices is None else len(validation_indices),
-        "size": args.size, "batch_size": args.batch_size, "flip": args.flip, "schedule": args.schedule,
+        "size": args.size, "alpha": args.alpha, "patience": args.patience, "batch_size": args.batch_size, "flip": args.flip, "schedule": args.schedule,
         "learning_rate": args.learning_rate, "seed": args.seed,
         "confusion_matrix": matrix, "environment": runs.environment(),
     }

@@ -7,6 +7,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,18 +92,26 @@ def fit_verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
-def load_backbone(builder, weights, **kwargs):
+def load_backbone(builder, weights, expected=None, **kwargs):
     """Build a keras.applications model with `--weights auto|imagenet|none|PATH`; return (model, weights_used).
 
     auto: ImageNet weights from the Keras cache or a download, else random init with a one-line warning.
     imagenet: the same, but failing to get them is an error naming --weights none.
+    PATH: a local file; one that does not fit the model exits with one line (`expected` says what fits).
     """
     if weights in (None, "none"):
         return builder(weights=None, **kwargs), "none"
     if weights not in ("auto", "imagenet"):
         if not Path(weights).is_file():
             raise SystemExit(f"error: --weights {weights}: no such file (use auto, imagenet, none or a path)")
-        return builder(weights=str(weights), **kwargs), str(weights)
+        try:  # a wrong file (another width, not HDF5, truncated, another model's) is one line, not a traceback
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return builder(weights=str(weights), **kwargs), str(weights)
+        except Exception as error:
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise SystemExit(f"error: --weights {weights}: not a weights file for this {builder.__name__}"
+                             f"{f' ({expected})' if expected else ''}: {reason}") from None
     try:
         return builder(weights="imagenet", **kwargs), "imagenet"
     except Exception as error:  # offline, or the cache is unreadable

@@ -207,3 +207,37 @@ def test_main_smoke_run_writes_outputs_and_predict_reads_images(tmp_path, capsys
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(texts) == 2 and all(len(text) == 4 and set(text) <= set(script.CHARSET) for text in texts)
     assert printed == [f"{path}\t{text}" for path, text in zip(images, texts)]
+
+
+# ------------------------------------------------------------------------------- named recipes (issue #14)
+@pytest.mark.parametrize("flags, expected", [
+    ([], {"backbone": "xception", "epochs": 10, "batch_size": 100, "schedule": "constant", "train_size": 90_000}),
+    (["--quick"], {"backbone": "small", "epochs": 4, "schedule": "constant", "train_size": 30_000,
+                   "recipe": "quick"}),
+    (["--recipe", "cpu"], {"backbone": "small", "epochs": 12, "batch_size": 64, "learning_rate": 1e-3,
+                           "schedule": "cosine", "train_size": 90_000, "validation_size": 2_000,
+                           "test_size": 10_000, "recipe": "cpu"}),
+    (["--recipe", "cpu", "--head", "ctc"], {"backbone": "small", "head": "ctc", "epochs": 12}),
+    (["--recipe", "cpu", "--epochs", "3", "--schedule", "constant", "--backbone", "xception", "--train-size", "5"],
+     {"backbone": "xception", "epochs": 3, "schedule": "constant", "train_size": 5, "batch_size": 64}),
+])
+def test_recipes_set_defaults_and_explicit_flags_win(flags, expected):
+    args = script.parse_arguments(flags)
+    assert {name: getattr(args, name) for name in expected} == expected
+
+
+def test_quick_and_another_recipe_conflict():
+    with pytest.raises(SystemExit, match="--quick is --recipe quick"):
+        script.parse_arguments(["--quick", "--recipe", "cpu"])
+
+
+def test_cosine_recipe_decays_the_learning_rate_to_zero_over_the_run(tmp_path):
+    metrics = script.main(["--recipe", "cpu", "--train-size", "64", "--validation-size", "16", "--test-size",
+                           "16", "--epochs", "2", "--batch-size", "32", "--workers", "1", "--out", str(tmp_path)])
+    stored = json.loads((tmp_path / "metrics.json").read_text())
+    assert stored["recipe"] == "cpu" and stored["schedule"] == "cosine" and metrics["epochs"] == 2
+    assert stored["wall_seconds"] > 0 and stored["seconds_per_epoch"] > 0
+    model = keras.saving.load_model(tmp_path / "model.keras", compile=True)
+    schedule = model.optimizer._learning_rate  # the schedule object (learning_rate is its current value)
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.decay_steps == 4
+    assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(4)) == pytest.approx(0.0, abs=1e-9)

@@ -209,3 +209,96 @@ def test_bad_arguments_exit_with_one_line(flags, message, tmp_path):
 def test_missing_data_folder_exits_with_one_line(tmp_path):
     with pytest.raises(SystemExit, match="error: --data .*not a folder"):
         script.main(["--data", str(tmp_path / "nowhere"), "--weights", "none", "--out", str(tmp_path / "out")])
+
+
+# ------------------------------------------------------------------ real ImageNet weights (alpha 0.25, issue #14)
+@pytest.fixture(scope="module")
+def imagenet_file(shared_data):
+    path = shared_data / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.mark.parametrize("size", [56, 32])
+def test_real_imagenet_file_loads_at_alpha_025(imagenet_file, size):
+    import h5py
+
+    model, used = script.build_model(size, weights=str(imagenet_file), alpha=0.25)
+    backbone = model.get_layer("mobilenet")
+    assert used == str(imagenet_file) and backbone.count_params() == 218_544
+    assert model.count_params() == 218_544 + 256 * 10 + 10
+    with h5py.File(imagenet_file, "r") as stored:  # Keras 2.0.4's layout: layer / layer / variable
+        kernel = stored["conv1"]["conv1"]["kernel:0"][()]
+        pointwise = stored["conv_pw_13"]["conv_pw_13"]["kernel:0"][()]
+    np.testing.assert_array_equal(backbone.get_layer("conv1").kernel.numpy(), kernel)
+    np.testing.assert_array_equal(backbone.get_layer("conv_pw_13").kernel.numpy(), pointwise)
+    random_init = script.build_model(size, weights="none", alpha=0.25)[0].get_layer("mobilenet")
+    assert not np.allclose(random_init.get_layer("conv1").kernel.numpy(), kernel)
+    assert np.abs(kernel).mean() > 1.5 * np.abs(random_init.get_layer("conv1").kernel.numpy()).mean()
+
+
+def test_alpha_sets_the_width_of_the_random_backbone():
+    model, used = script.build_model(32, weights="none", alpha=0.25)
+    assert used == "none" and model.get_layer("mobilenet").output.shape[-1] == 256
+
+
+def _truncated(path, tmp_path):
+    data = path.read_bytes()
+    (tmp_path / "truncated.h5").write_bytes(data[: len(data) // 2])
+    return tmp_path / "truncated.h5"
+
+
+def _another_models_weights(path, tmp_path):
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    other.save_weights(tmp_path / "other.weights.h5")
+    return tmp_path / "other.weights.h5"
+
+
+def _text_file(path, tmp_path):
+    (tmp_path / "notes.h5").write_text("not HDF5")
+    return tmp_path / "notes.h5"
+
+
+@pytest.mark.parametrize("make_file, alpha", [
+    (lambda path, tmp_path: path, "0.5"),  # the right file for another width
+    (_text_file, "0.25"), (_truncated, "0.25"), (_another_models_weights, "0.25"),
+])
+def test_a_wrong_weights_file_is_one_line_and_writes_nothing(imagenet_file, shared_data, tmp_path, capsys,
+                                                           make_file, alpha):
+    weights = make_file(imagenet_file, tmp_path)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as raised:
+        script.main(["--data", str(shared_data / "fashion-mnist"), "--alpha", alpha, "--weights", str(weights),
+                     "--limit", "100", "--test-limit", "20", "--out", str(out)])
+    message = str(raised.value)
+    assert message.startswith(f"error: --weights {weights}: not a weights file for this MobileNet")
+    assert f"alpha {float(alpha)}" in message and "\n" not in message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], {"alpha": 1.0, "patience": None}),
+    (["--alpha", "0.25", "--patience", "10"], {"alpha": 0.25, "patience": 10}),
+    (["--quick", "--alpha", "0.5"], {"alpha": 0.5, "size": 32}),
+])
+def test_alpha_and_patience_flags(flags, expected):
+    args = script.parse_arguments(flags)
+    assert {name: getattr(args, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize("flag", ["--alpha", "--patience"])
+def test_alpha_and_patience_must_be_positive(flag):
+    with pytest.raises(SystemExit, match=f"{flag} must be positive"):
+        script.parse_arguments([flag, "0"])
+
+
+def test_patience_stops_training_and_history_keeps_seconds(tmp_path):
+    rng = np.random.default_rng(7)
+    batches = script.ImageBatches(rng.integers(0, 256, (32, 8, 8), dtype=np.uint8), rng.integers(0, 10, 32),
+                                  batch_size=16)
+    model = tiny_classifier()
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history, timer = script.train(model, batches, batches, 10, tmp_path, patience=2)  # no learning: no gain
+    assert len(history["val_accuracy"]) == 3  # the first epoch, then 2 without a better one
+    assert len(history["seconds"]) == 3 and all(seconds > 0 for seconds in history["seconds"])
