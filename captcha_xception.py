@@ -36,7 +36,7 @@ import numpy as np
 from keras import layers, ops
 from PIL import Image
 
-from common import augment, runs, split
+from common import augment, devices, runs, split
 from common.batches import ShuffledBatches
 
 SCRIPT_NAME = "captcha_xception"
@@ -252,7 +252,7 @@ def ctc_sequence(feature_map, num_classes):
     x = layers.Reshape((width, height * channels))(layers.Permute((2, 1, 3))(feature_map))
     x = layers.Dropout(0.25)(layers.Dense(128, activation="relu")(x))
     x = layers.Bidirectional(layers.GRU(64, return_sequences=True))(x)
-    return layers.Dense(num_classes + 1, activation="softmax", name="ctc")(x)
+    return layers.Dense(num_classes + 1, activation="softmax", dtype="float32", name="ctc")(x)  # f32 under bf16
 
 
 @keras.saving.register_keras_serializable(package=SCRIPT_NAME)
@@ -288,7 +288,7 @@ def build_model(backbone="xception", head="softmax", num_classes=len(CHARSET), l
     elif head == "softmax":
         dropout = 0.5 if backbone == "xception" else 0.0  # the 2016 CNN had no dropout; --quick's is before Flatten
         # Separate layers, never TimeDistributed: shared weights would read the same letter at every position.
-        outputs = [layers.Dense(num_classes, activation="softmax", name=f"char_{k + 1}")(
+        outputs = [layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"char_{k + 1}")(
             layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(features)) for k in range(length)]
         loss, metrics = ["sparse_categorical_crossentropy"] * length, [["accuracy"]] * length
     else:
@@ -300,13 +300,14 @@ def build_model(backbone="xception", head="softmax", num_classes=len(CHARSET), l
 
 # ------------------------------------------------------------------------------------------------ evaluate
 def string_accuracy(predictions, labels):
-    """(full-string accuracy, per-position accuracies): a captcha counts only if every character is right."""
+    """(full-string accuracy, accuracy at each label position): a captcha counts only if every character is right
+    and nothing follows; CTC predictions are as wide as its time steps, but only the label's positions are reported."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)
-    width = max(predictions.shape[1], labels.shape[1])
+    positions, width = labels.shape[1], max(predictions.shape[1], labels.shape[1])
     predictions = np.pad(predictions, ((0, 0), (0, width - predictions.shape[1])), constant_values=PAD)
     labels = np.pad(labels, ((0, 0), (0, width - labels.shape[1])), constant_values=PAD)
     correct = predictions == labels
-    return float(np.mean(np.all(correct, axis=1))), np.mean(correct, axis=0)[:labels.shape[1]]
+    return float(np.mean(np.all(correct, axis=1))), np.mean(correct, axis=0)[:positions]
 
 
 def ctc_greedy_decode(probabilities):
@@ -321,9 +322,9 @@ def ctc_greedy_decode(probabilities):
     return out
 
 
-def predict_labels(model, images, batch_size=256):
+def predict_labels(model, images, batch_size=256, placement=devices.Placement()):
     """uint8 images → (N, L) label indices (padded with −1 for CTC)."""
-    outputs = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    outputs = placement.predict(model, images.astype(np.float32), batch_size=batch_size)
     if isinstance(outputs, (list, tuple)):
         return np.stack([np.argmax(output, axis=-1) for output in outputs], axis=1).astype(np.int32)
     return ctc_greedy_decode(outputs)
@@ -333,17 +334,19 @@ class StringAccuracy(keras.callbacks.Callback):
     """Adds val_string_accuracy, val_position_k (and string_accuracy on a fixed training sample) to the epoch logs,
     before ModelCheckpoint and CSVLogger read them."""
 
-    def __init__(self, validation, train_sample, batch_size):
+    def __init__(self, validation, train_sample, batch_size, placement=devices.Placement()):
         super().__init__()
         self.validation, self.train_sample, self.batch_size = validation, train_sample, batch_size
+        self.placement = placement
 
     def on_epoch_end(self, epoch, logs=None):
-        accuracy, positions = string_accuracy(predict_labels(self.model, self.validation[0], self.batch_size),
-                                              self.validation[1])
+        predictions = predict_labels(self.model, self.validation[0], self.batch_size, self.placement)
+        accuracy, positions = string_accuracy(predictions, self.validation[1])
         logs["val_string_accuracy"] = accuracy
         logs.update({f"val_position_{k + 1}": value for k, value in enumerate(positions)})
         logs["string_accuracy"] = string_accuracy(
-            predict_labels(self.model, self.train_sample[0], self.batch_size), self.train_sample[1])[0]
+            predict_labels(self.model, self.train_sample[0], self.batch_size, self.placement),
+            self.train_sample[1])[0]
         logs["seconds"] = time.perf_counter() - self.start  # the epoch's wall time, evaluation included
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -375,7 +378,8 @@ def plot_predictions(images, predictions, labels, charset, path, title, count=24
 
 
 # --------------------------------------------------------------------------------------------------- train
-def train(model, train_batches, validation, train_sample, epochs, batch_size, out_dir):
+def train(model, train_batches, validation, train_sample, epochs, batch_size, out_dir,
+          placement=devices.Placement()):
     """Fit, keeping the best epoch on validation full-string accuracy; resumes from out_dir/backup.
 
     Returns (history over all epochs so far, seconds per epoch of this call)."""
@@ -383,7 +387,7 @@ def train(model, train_batches, validation, train_sample, epochs, batch_size, ou
     previous_best = max(runs.read_history(out_dir / "history.csv").get("val_string_accuracy", []), default=None)
     start, epochs_before = time.perf_counter(), len(runs.read_history(out_dir / "history.csv").get("loss", []))
     callbacks = [
-        StringAccuracy(validation, train_sample, batch_size),  # first: the others read what it logs
+        StringAccuracy(validation, train_sample, batch_size, placement),  # first: the others read what it logs
         keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor="val_string_accuracy", mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=previous_best),
@@ -436,6 +440,7 @@ def parse_arguments(argv):
                                  f"{QUICK['sizes'][role]:,})")
     parser.add_argument("--workers", type=int, default=max(1, multiprocessing.cpu_count()),
                         help="processes generating captchas (default: all CPU cores)")
+    devices.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick and args.recipe not in (None, "quick"):
         raise SystemExit(f"error: --quick is --recipe quick; it cannot be combined with --recipe {args.recipe}")
@@ -483,6 +488,12 @@ def main(argv=None):
     if argv[:1] == ["predict"]:
         return predict_main(argv[1:])
     args = parse_arguments(argv)
+    with devices.placement(args.devices, args.mixed_precision) as placement:
+        return run(args, placement)
+
+
+def run(args, placement):
+    placement.check_batch(args.batch_size)
     started = time.perf_counter()  # this invocation's wall time (a resumed run counts only its own part)
     out_dir = runs.run_directory(SCRIPT_NAME, args.out)
     if (out_dir / "metrics.json").exists():
@@ -493,7 +504,7 @@ def main(argv=None):
         data, source = load_data(args, size, out_dir)
         learning_rate = args.learning_rate
         if args.schedule == "cosine":  # decays to 0 at the last step of the last epoch
-            steps = args.epochs * math.ceil(len(data["train"][0]) / args.batch_size)
+            steps = args.epochs * math.ceil(placement.usable(len(data["train"][0])) / args.batch_size)
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
         model, weights_used = build_model(args.backbone, args.head, len(args.charset), args.length[1], args.weights,
                                           learning_rate)
@@ -505,10 +516,13 @@ def main(argv=None):
           f"weights: {weights_used}", flush=True)
 
     train_batches = CaptchaBatches(x_train, y_train, args.batch_size, args.head, shuffle=True,
-                                   seed=int(rng.integers(2**31)))
+                                   seed=int(rng.integers(2**31)), devices=placement.count,
+                                   hosts=(placement.process, placement.processes))
+    if train_batches.dropped:
+        print(f"{placement.count} devices: {train_batches.dropped} training captchas a pass left out to split evenly")
     sample = rng.choice(len(x_train), min(len(x_train), len(validation[0])), replace=False)
     history, seconds_per_epoch = train(model, train_batches, validation, (x_train[sample], y_train[sample]),
-                                       args.epochs, args.batch_size, out_dir)
+                                       args.epochs, args.batch_size, out_dir, placement)
     seconds_per_epoch = float(np.median(history["seconds"])) if "seconds" in history else seconds_per_epoch
     best_epoch = int(np.argmax(history["val_string_accuracy"]))
     model.load_weights(out_dir / "best.weights.h5")  # the best epoch on validation, not the last
@@ -518,7 +532,7 @@ def main(argv=None):
     sealed_test = split.SealedTestSet(np.arange(len(x_test)))  # looked at once, after selection
     test_rows = sealed_test.take()
     start = time.perf_counter()
-    predictions = predict_labels(model, x_test[test_rows], args.batch_size)
+    predictions = predict_labels(model, x_test[test_rows], args.batch_size, placement)
     predict_rate = len(test_rows) / (time.perf_counter() - start)
     test_accuracy, test_positions = string_accuracy(predictions, y_test[test_rows])
     validation_accuracy = history["val_string_accuracy"][best_epoch]
@@ -542,7 +556,7 @@ def main(argv=None):
         "learning_rate": args.learning_rate, "schedule": args.schedule, "recipe": args.recipe,
         "seed": args.seed, "quick": args.quick, "wall_seconds": time.perf_counter() - started,
         "train_images": len(x_train), "validation_images": len(validation[0]), "test_images": len(x_test),
-        "data": source, "environment": runs.environment(),
+        "data": source, **placement.describe(), "environment": runs.environment(),
     }
     runs.write_json(out_dir / "metrics.json", metrics)
     import shutil

@@ -34,7 +34,7 @@ import numpy as np
 import keras
 from keras import layers, ops
 
-from common import runs
+from common import devices, runs
 from common.datasets import load_peoples_daily
 from common.split import SealedTestSet, random_split
 
@@ -283,9 +283,10 @@ class ClozeBatches(keras.utils.PyDataset):
     padding stays small; the batch order is shuffled every epoch.
     """
 
-    def __init__(self, samples, batch_size, rng=None, bucket=True, **kwargs):
+    def __init__(self, samples, batch_size, rng=None, bucket=True, devices=1, **kwargs):
         super().__init__(**kwargs)
         self.samples, self.batch_size, self.rng, self.bucket = samples, batch_size, rng, bucket
+        self.devices = devices  # training batches must split evenly: the last one drops its remainder
         self.on_epoch_end()
 
     def on_epoch_end(self):
@@ -296,6 +297,9 @@ class ClozeBatches(keras.utils.PyDataset):
             order = np.concatenate([sorted(order[s:s + pool], key=length) for s in range(0, len(order), pool)]
                                    or [np.array([], int)])
         batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        if self.rng is not None and self.devices > 1:
+            batches = [batch[:len(batch) - len(batch) % self.devices] for batch in batches]
+            batches = [batch for batch in batches if len(batch)]
         if self.rng is not None:
             batches = [batches[k] for k in self.rng.permutation(len(batches))]
         self.batches = batches
@@ -418,7 +422,7 @@ def build_model(vocabulary_size, vectors=None, dimension=128, units=128, match="
             states, forward_h, _, backward_h, _ = bilstm(states)
         sides.append((vectors_side, states, layers.Concatenate()([forward_h, backward_h])))
     global_vector = layers.Average(name="global_vector")([sides[0][2], sides[1][2]])
-    logits = PointerLogits(match, name="pointer")(
+    logits = PointerLogits(match, dtype="float32", name="pointer")(  # float32 under --mixed-precision
         [left_ids, right_ids, sides[0][1], sides[1][1], sides[0][0], sides[1][0], global_vector])
     model = keras.Model([left_ids, right_ids], logits, name="cloze_lm")
     if vectors is not None:
@@ -453,13 +457,14 @@ def masked_softmax(logits):
     return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
-def predict_answers(model, samples, batch_size=160):
+def predict_answers(model, samples, batch_size=160, placement=devices.Placement()):
     """{qid: word} by pointer-sum over each question's context."""
     batches = ClozeBatches(samples, batch_size, rng=None, bucket=True)
     answers = {}
     for index in range(len(batches)):
         chosen, left, right, keys = batches.arrays(index)
-        probabilities = masked_softmax(np.asarray(model.predict_on_batch((left, right)), "float64"))
+        logits = placement.predict(model, (left, right), on_batch=True)  # padded to split across devices
+        probabilities = masked_softmax(np.asarray(logits, "float64"))
         for row, sample in enumerate(chosen):  # punctuation and the empty-side filler are never answers
             probabilities[row, np.isin(keys[row], sample["never"])] = 0
         for sample, key in zip(chosen, pointer_sum(keys, probabilities)):
@@ -515,14 +520,15 @@ def baselines(questions, rng):
 class Evaluator(keras.callbacks.Callback):
     """Every `every` batches and at each epoch end: accuracy on the selection questions; keep the best model."""
 
-    def __init__(self, samples, questions, path, state_path, every):
+    def __init__(self, samples, questions, path, state_path, every, placement=devices.Placement()):
         super().__init__()
+        self.placement = placement
         self.samples, self.questions, self.path, self.state_path, self.every = samples, questions, path, state_path, every
         self.state = json.loads(state_path.read_text()) if state_path.is_file() else {"best": -1.0, "log": []}
         self.batches = 0
 
     def evaluate(self, epoch, where):
-        score = accuracy(predict_answers(self.model, self.samples), self.questions)
+        score = accuracy(predict_answers(self.model, self.samples, placement=self.placement), self.questions)
         improved = score > self.state["best"]
         if improved:
             self.state["best"] = score
@@ -607,7 +613,8 @@ def load_validation(valid):
     return read_official(doc_query, answer)
 
 
-def train(args):
+def train(args, placement=devices.Placement()):
+    placement.check_batch(args.batch_size)
     rng = runs.seed_everything(args.seed)
     out = runs.run_directory("cloze_lm", args.out)
     validation = load_validation(args.valid)
@@ -627,15 +634,17 @@ def train(args):
 
     model = build_model(len(word_to_id) + 2, vectors, match=args.match)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=candidate_cross_entropy)
-    evaluator = Evaluator(selection_samples, selection, out / "model.keras", out / "selection.json", args.eval_every)
+    evaluator = Evaluator(selection_samples, selection, out / "model.keras", out / "selection.json", args.eval_every,
+                          placement)
     start = time.time()
-    model.fit(ClozeBatches(samples, args.batch_size, rng=rng), epochs=args.epochs, verbose=runs.fit_verbosity(),
+    model.fit(ClozeBatches(samples, args.batch_size, rng=rng, devices=placement.count), epochs=args.epochs,
+              verbose=runs.fit_verbosity(),
               callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")), evaluator,
                          keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)])
     train_seconds = time.time() - start
 
     best = keras.saving.load_model(out / "model.keras")
-    predictions = predict_answers(best, valid_samples)
+    predictions = predict_answers(best, valid_samples, placement=placement)
     test_accuracy = sealed.evaluate(lambda index: accuracy(predictions, [validation[i] for i in index]))
     with runs.atomic_path(out / "valid.predictions") as temporary:
         temporary.write_text("".join(f"{qid} ||| {predictions.get(qid, '')}\n" for qid, *_ in validation),
@@ -648,7 +657,8 @@ def train(args):
         "parameters": {"trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                        "frozen": int(sum(np.prod(w.shape) for w in model.non_trainable_weights))},
         "train_seconds": round(train_seconds, 1), "training_questions_per_second":
-            round(len(samples) * args.epochs / max(train_seconds, 1e-9), 1), "environment": runs.environment(),
+            round(len(samples) * args.epochs / max(train_seconds, 1e-9), 1), **placement.describe(),
+        "environment": runs.environment(),
     }
     runs.write_json(out / "metrics.json", metrics)
     history = collections.defaultdict(list)
@@ -714,6 +724,7 @@ def main(argv=None):
     trainer.add_argument("--eval-every", type=int, default=100,
                          help="evaluate on the selection questions every N batches, and at each epoch end (0: only "
                               "at epoch end)")
+    devices.add_arguments(trainer)
     predictor = commands.add_parser("predict", help="answer an official-format FILE.doc_query: '<qid_N> ||| word'")
     predictor.add_argument("--model", required=True, help="a training run folder (model.keras, vocabulary.txt)")
     predictor.add_argument("file", help="questions in the official *.doc_query format")
@@ -742,7 +753,8 @@ def main(argv=None):
         if args.quick:
             args.epochs = min(args.epochs, 2)
             args.eval_every = 0
-        return train(args)
+        with devices.placement(args.devices, args.mixed_precision) as placement:
+            return train(args, placement)
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
 

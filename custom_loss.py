@@ -135,7 +135,8 @@ class CenterDistance(layers.Layer):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.feature_dim = feature_dim
-        self.centers = layers.Embedding(num_classes, feature_dim, name="centers")
+        # The layer's own dtype policy, so a float32 centre loss stays float32 under mixed precision.
+        self.centers = layers.Embedding(num_classes, feature_dim, dtype=self.dtype_policy, name="centers")
 
     def build(self, input_shape):
         self.centers.build((None,))

@@ -32,7 +32,7 @@ import numpy as np
 from keras import layers
 from PIL import Image, ImageDraw
 
-from common import augment, runs, split
+from common import augment, devices, runs, split
 from common.split import SealedTestSet
 from custom_loss import CenterDistance, output_as_loss
 
@@ -209,8 +209,10 @@ def augment_batch(images, labels, members, pool, rng, mode, size):
 class DogBatches(keras.utils.PyDataset):
     """Augmented training batches read from the decoded cache: ((images, labels), (labels, 0, labels))."""
 
-    def __init__(self, images, labels, indices, mode, steps, seed, classes_per_batch=CLASSES_PER_BATCH, **kwargs):
+    def __init__(self, images, labels, indices, mode, steps, seed, classes_per_batch=CLASSES_PER_BATCH, devices=1,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.devices = devices  # rows per batch must split evenly: a batch with fewer classes drops the remainder
         self.images, self.labels, self.mode, self.steps, self.seed = images, labels, mode, steps, seed
         self.indices = np.asarray(indices)
         self.classes_per_batch = classes_per_batch
@@ -223,6 +225,8 @@ class DogBatches(keras.utils.PyDataset):
     def __getitem__(self, step):
         rng = np.random.default_rng([self.seed, self.epoch, step])  # reproducible whichever worker runs it
         rows, classes = sample_batch(self.class_members, rng, self.classes_per_batch)
+        keep = len(rows) - len(rows) % self.devices
+        rows, classes = rows[:keep], classes[:keep]
         images = augment_batch(self.images[rows], classes, self.class_members, self.images, rng, self.mode,
                                self.images.shape[1])
         targets = classes[:, None].astype("int32")
@@ -311,9 +315,10 @@ def build_model(num_classes, image_size=IMAGE_SIZE, weights="none"):
     x = backbone(layers.Rescaling(1 / 127.5, offset=-1, name="xception_scaling")(image))
     feature = layers.Multiply(name="glu")([layers.Dense(FEATURE_SIZE, name="glu_linear")(x),
                                            layers.Dense(FEATURE_SIZE, activation="sigmoid", name="glu_gate")(x)])
-    softmax = layers.Dense(num_classes, activation="softmax", name="softmax")(feature)
-    auxiliary = layers.Dense(num_classes, activation="softmax", name="auxiliary")(x)
-    l2 = CenterDistance(num_classes, FEATURE_SIZE, name="l2")([feature, label])
+    # The heads and the centre loss stay float32 under --mixed-precision.
+    softmax = layers.Dense(num_classes, activation="softmax", dtype="float32", name="softmax")(feature)
+    auxiliary = layers.Dense(num_classes, activation="softmax", dtype="float32", name="auxiliary")(x)
+    l2 = CenterDistance(num_classes, FEATURE_SIZE, dtype="float32", name="l2")([feature, label])
     model = keras.Model([image, label], [softmax, l2, auxiliary], name="dogs_xception")
     return model, keras.Model(image, [softmax, auxiliary], name="dogs_predict"), backbone, weights_used
 
@@ -338,7 +343,8 @@ def calibrate_batch_norm(backbone, sample):
     saved = [(layer.trainable, layer.momentum) for layer in norms]
     for layer in norms:
         layer.trainable, layer.momentum = True, 0.0
-    backbone(keras.ops.convert_to_tensor(sample.astype("float32") / 127.5 - 1), training=True)
+    with devices.no_grad():  # torch would keep the autograd graph: 64 images at 299² overflow 24 GB
+        backbone(keras.ops.convert_to_tensor(sample.astype("float32") / 127.5 - 1), training=True)
     for layer, (trainable, momentum) in zip(norms, saved):
         layer.trainable, layer.momentum = trainable, momentum
 
@@ -361,9 +367,11 @@ def search_alpha(p0, p1, labels):
     return float(ALPHA_GRID[best]), float(accuracies[best]), accuracies
 
 
-def predict_heads(predict_model, images, indices, workers=1):
-    p0, p1 = predict_model.predict(ArrayBatches(images, indices, workers=workers), verbose=0)
-    return p0, p1
+def predict_heads(predict_model, images, indices, workers=1, placement=devices.Placement()):
+    batches = ArrayBatches(images, placement.pad(np.asarray(indices)), max(placement.usable(64), placement.count),
+                           workers=workers)  # padded and batched to split evenly across devices
+    p0, p1 = predict_model.predict(batches, verbose=0)
+    return p0[:len(indices)], p1[:len(indices)]
 
 
 def evaluate_heads(p0, p1, labels, alpha=None):
@@ -453,7 +461,7 @@ def merge_histories(run_dir, stages):
                       run_dir / "history.png", "dogs_finetune: all stages, one epoch after another")
 
 
-def train(args, run_dir):
+def train(args, run_dir, placement=devices.Placement()):
     rng = runs.seed_everything(args.seed)
     data = load_dataset(args.data)
     print(f"data: {args.data} ({data['layout']} layout{'; SYNTHETIC images, not dogs' if args.quick else ''}): "
@@ -499,17 +507,18 @@ def train(args, run_dir):
         if stage == "pseudo":
             store, indices, stage_labels, progress["pseudo"] = add_pseudo_labels(args, run_dir, predict_model,
                                                                                  images, labels, train_indices,
-                                                                                 progress["results"])
+                                                                                 progress["results"], placement)
         if compiled_as != (unfreeze_top, optimizer):  # stage 3 goes on with stage 2's compiled model and SGD state
             set_trainable(backbone, unfreeze_top)
             compile_model(model, optimizer)
+            predict_model.predict_function = None  # JAX with --devices: its shardings follow the trainable split
             compiled_as = (unfreeze_top, optimizer)
         print(f"{stage}: backbone {'block13-14 trainable' if unfreeze_top else 'frozen'}, {optimizer}, {mode} "
               f"augmentation, {sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable parameters")
         batches = DogBatches(store, stage_labels, indices, mode, args.steps_per_epoch, [args.seed, number],
-                             classes_per_batch, workers=args.workers)
+                             classes_per_batch, placement.count, workers=args.workers)
         model.fit(batches, epochs=args.epochs, verbose=runs.fit_verbosity(), callbacks=stage_callbacks(run_dir, stage))
-        validation_predictions = predict_heads(predict_model, images, validation_indices, args.workers)
+        validation_predictions = predict_heads(predict_model, images, validation_indices, args.workers, placement)
         result = evaluate_heads(*validation_predictions, labels[validation_indices])
         print(f"{stage} validation: acc_0 {result['acc_0']:.4f}  acc_1 {result['acc_1']:.4f}  "
               f"α {result['alpha']:.2f} → acc_2 {result['acc_2']:.4f}   (article: ≈0.80 on 100 breeds)")
@@ -518,10 +527,11 @@ def train(args, run_dir):
         progress["results"][stage] = result
         runs.write_json(progress_path, progress)
     return finish(args, run_dir, data, images, labels, validation_indices, test_set, predict_model, progress,
-                  weights_used, [stage for stage, *_ in schedule], len(unreadable), validation_predictions)
+                  weights_used, [stage for stage, *_ in schedule], len(unreadable), validation_predictions, placement)
 
 
-def add_pseudo_labels(args, run_dir, predict_model, images, labels, train_indices, results):
+def add_pseudo_labels(args, run_dir, predict_model, images, labels, train_indices, results,
+                      placement=devices.Placement()):
     """Predict the unlabelled folder with the current blend; keep images at ≥ threshold as extra training data.
 
     The validation split stays out of training (the article trained on it here), so its numbers stay honest."""
@@ -530,7 +540,7 @@ def add_pseudo_labels(args, run_dir, predict_model, images, labels, train_indice
         raise ValueError(f"--pseudo-label {args.pseudo_label}: no images")
     extra, readable, _ = build_cache(paths, args.image_size, args.cache or run_dir / "cache", args.workers)
     rows = np.flatnonzero(readable)
-    p0, p1 = predict_heads(predict_model, extra, rows, args.workers)
+    p0, p1 = predict_heads(predict_model, extra, rows, args.workers, placement)
     alpha = results[STAGES[-1][0]]["alpha"]
     chosen, predicted = select_pseudo_labels(alpha * p0 + (1 - alpha) * p1, args.pseudo_threshold)
     print(f"pseudo-labels: {len(chosen)} of {len(rows)} unlabelled images reach probability ≥ {args.pseudo_threshold}")
@@ -543,18 +553,19 @@ def add_pseudo_labels(args, run_dir, predict_model, images, labels, train_indice
 
 
 def finish(args, run_dir, data, images, labels, validation_indices, test_set, predict_model, progress,
-           weights_used, stages, skipped, validation_predictions=None):
+           weights_used, stages, skipped, validation_predictions=None, placement=devices.Placement()):
     last = progress["results"][progress["finished"][-1]]
     alpha = last["alpha"]
-    p0, p1 = validation_predictions or predict_heads(predict_model, images, validation_indices, args.workers)
+    p0, p1 = validation_predictions or predict_heads(predict_model, images, validation_indices, args.workers,
+                                                     placement)
     pairs = write_per_class_report(alpha * p0 + (1 - alpha) * p1, labels[validation_indices], data["classes"],
                                    run_dir)
     print("most confused breed pairs (validation): "
           + "; ".join(f"{first} ↔ {second} ×{count}" for first, second, count in pairs[:5]))
     test = None
     if len(test_set):  # looked at once, with the α chosen on validation
-        test = test_set.evaluate(lambda idx: evaluate_heads(*predict_heads(predict_model, images, idx, args.workers),
-                                                            labels[idx], alpha=alpha))
+        test = test_set.evaluate(lambda idx: evaluate_heads(
+            *predict_heads(predict_model, images, idx, args.workers, placement), labels[idx], alpha=alpha))
         print(f"test (once): acc_0 {test['acc_0']:.4f}  acc_1 {test['acc_1']:.4f}  blend α={alpha:.2f} "
               f"{test['acc_2']:.4f}   (article: ≈0.80; Xception on Stanford Dogs ≈0.90)")
     with runs.atomic_path(run_dir / "model.keras") as temporary:
@@ -566,7 +577,7 @@ def finish(args, run_dir, data, images, labels, validation_indices, test_set, pr
                "synthetic": bool(args.quick), "weights": weights_used, "image_size": args.image_size,
                "classes": len(data["classes"]), "unreadable_images": skipped, "stages": progress["results"],
                "pseudo_label": progress.get("pseudo"), "validation": last, "test": test,
-               "most_confused_pairs": pairs[:5], "environment": runs.environment()}
+               "most_confused_pairs": pairs[:5], **placement.describe(), "environment": runs.environment()}
     runs.write_json(run_dir / "metrics.json", metrics)
     print(f"outputs in {run_dir}: model.keras, metrics.json, history.csv, per_class.csv, confused_pairs.png")
     return metrics
@@ -639,6 +650,7 @@ def main(argv=None):
                         help="unlabelled images: add the confidently predicted ones and train one more stage")
     parser.add_argument("--pseudo-threshold", type=float, default=0.9,
                         help="minimum blended probability for a pseudo-label (default 0.9)")
+    devices.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:  # small and synthetic: every stage runs, in minutes on a CPU
         args.image_size, args.epochs, args.steps_per_epoch = 71, min(args.epochs, 3), min(args.steps_per_epoch, 8)
@@ -652,17 +664,19 @@ def main(argv=None):
         raise SystemExit("error: pass --data DIR with dog photos (see --help), or --quick for a synthetic run")
     if args.data and not Path(args.data).is_dir():
         raise SystemExit(f"error: --data {args.data}: no such folder")
-    run_dir = runs.run_directory("dogs_finetune", args.out)
-    if not args.data:
-        args.data = run_dir / "synthetic_dogs"
-        if not (args.data / "train_list.mat").is_file():
-            write_synthetic_dogs(args.data, seed=args.seed)
-        print("--quick: SYNTHETIC striped-blob 'breeds' drawn by this script, not dog photos: this checks the "
-              "pipeline, not accuracy")
-    try:
-        return train(args, run_dir)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+    with devices.placement(args.devices, args.mixed_precision) as placement:
+        placement.check_batch(args.batch_size // IMAGES_PER_CLASS * IMAGES_PER_CLASS)  # the batch really drawn
+        run_dir = runs.run_directory("dogs_finetune", args.out)
+        if not args.data:
+            args.data = run_dir / "synthetic_dogs"
+            if not (args.data / "train_list.mat").is_file():
+                write_synthetic_dogs(args.data, seed=args.seed)
+            print("--quick: SYNTHETIC striped-blob 'breeds' drawn by this script, not dog photos: this checks the "
+                  "pipeline, not accuracy")
+        try:
+            return train(args, run_dir, placement)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

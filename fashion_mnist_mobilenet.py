@@ -9,6 +9,7 @@ images and the test set is evaluated once at the end (`--article-protocol` gives
     python fashion_mnist_mobilenet.py --quick --data ../shared/data/fashion-mnist   # 32×32, 2 epochs: ≈87%, ~4 min
     python fashion_mnist_mobilenet.py --data ../shared/data/fashion-mnist           # the article: 56×56, 50 epochs
     python fashion_mnist_mobilenet.py --flip --data ../shared/data/fashion-mnist    # + random flips, batches of 100
+    KERAS_BACKEND=jax python fashion_mnist_mobilenet.py --devices all --mixed-precision --batch-size 512  # GPUs
 
 --weights auto (the default) starts from ImageNet weights when Keras can load or download them, else from random
 init with a warning; metrics.json records which.
@@ -25,7 +26,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from common import augment, datasets, runs, split
+from common import augment, datasets, devices, runs, split
 from common.batches import ShuffledBatches
 
 SCRIPT_NAME = "fashion_mnist_mobilenet"
@@ -62,11 +63,12 @@ class ImageBatches(ShuffledBatches):
         self.images, self.labels, self.flip = images, np.asarray(labels), flip
 
     def __getitem__(self, index):
-        rows = self.rows(index)
+        rows, weights = self.rows(index), self.weights(index)
         images = self.images[rows]
         if self.flip:
             images = augment.random_flip(images, self.rng)
-        return images.astype(np.float32) / 255.0, self.labels[rows]
+        batch = images.astype(np.float32) / 255.0, self.labels[rows]
+        return batch if weights is None else (*batch, weights)  # weight 0: padding for several devices
 
 
 def stratified_subset(labels, limit, seed):
@@ -102,10 +104,10 @@ def build_model(size=IMAGE_SIZE, weights="none", dropout=0.5, learning_rate=LEAR
                                                 include_top=False, pooling="avg", name="mobilenet")
     features = backbone(GrayToRGB(name="gray_to_rgb")(inputs))
     features = layers.Dropout(dropout)(features)
-    outputs = layers.Dense(10, activation="softmax", name="classes")(features)
+    outputs = layers.Dense(10, activation="softmax", dtype="float32", name="classes")(features)  # f32 under bf16
     model = keras.Model(inputs, outputs, name=SCRIPT_NAME)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  weighted_metrics=["accuracy"])  # weighted: padding rows (several devices) carry weight 0
     return model, weights_used
 
 
@@ -186,9 +188,9 @@ def plot_confusion_matrix(matrix, path, title):
     plt.close(figure)
 
 
-def predict_classes(model, images, batch_size):
-    batches = ImageBatches(images, np.zeros(len(images), np.int64), batch_size)
-    return np.argmax(model.predict(batches, verbose=0), axis=-1)
+def predict_classes(model, images, batch_size, placement=devices.Placement()):
+    batches = ImageBatches(images, np.zeros(len(images), np.int64), batch_size, devices=placement.count)
+    return np.argmax(model.predict(batches, verbose=0)[:len(images)], axis=-1)  # without the padding rows
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -221,6 +223,7 @@ def parse_arguments(argv):
     parser.add_argument("--article-protocol", action="store_true",
                         help="for comparison only: train on all training images and use the test set as validation "
                              "(flipped too with --flip), reporting its best epoch, as the article did (optimistic)")
+    devices.add_arguments(parser)
     args = parser.parse_args(argv)
     defaults = {"size": IMAGE_SIZE, "learning_rate": LEARNING_RATE, "schedule": "constant", "epochs": EPOCHS,
                 "batch_size": FLIP_BATCH_SIZE if args.flip else BATCH_SIZE}
@@ -237,6 +240,12 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(argv)
+    with devices.placement(args.devices, args.mixed_precision) as placement:
+        return run(args, placement)
+
+
+def run(args, placement):
+    placement.check_batch(args.batch_size)
     if args.out and (Path(args.out) / "metrics.json").exists():
         raise SystemExit(f"error: {args.out} holds a finished run (metrics.json); pass a new --out")
     rng = runs.seed_everything(args.seed)
@@ -256,21 +265,24 @@ def main(argv=None):
         train_indices, validation_indices = train_pool[train_part], train_pool[validation_part]
     train_images = augment.resize(x_train[train_indices], args.size)
     test_images = augment.resize(x_test[test_indices], args.size)
+    feed = {"devices": placement.count, "hosts": (placement.process, placement.processes)}
     train_batches = ImageBatches(train_images, y_train[train_indices], args.batch_size, shuffle=True,
-                                 flip=args.flip, seed=int(rng.integers(2**31)))
+                                 flip=args.flip, seed=int(rng.integers(2**31)), **feed)
     if args.article_protocol:  # the article's generator: the test stream shuffled and flipped like training
         validation_batches = ImageBatches(test_images, y_test[test_indices], args.batch_size, shuffle=args.flip,
-                                          flip=args.flip, seed=int(rng.integers(2**31)))
+                                          flip=args.flip, seed=int(rng.integers(2**31)), **feed)
     else:
         validation_images = augment.resize(x_train[validation_indices], args.size)
-        validation_batches = ImageBatches(validation_images, y_train[validation_indices], args.batch_size)
+        validation_batches = ImageBatches(validation_images, y_train[validation_indices], args.batch_size, **feed)
     learning_rate = args.learning_rate
     if args.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, args.epochs * len(train_batches))
     model, weights_used = build_model(args.size, args.weights, learning_rate=learning_rate, alpha=args.alpha)
     out_dir = runs.run_directory(SCRIPT_NAME, args.out)  # only now: a bad --weights leaves nothing behind
-    print(f"{len(train_indices):,} training, {0 if validation_indices is None else len(validation_indices):,} "
-          f"validation, {len(test_indices):,} test images at {args.size}×{args.size}; weights: {weights_used}")
+    dropped = f" ({train_batches.dropped} a pass left out to split evenly)" if train_batches.dropped else ""
+    print(f"{len(train_indices):,} training{dropped}, "
+          f"{0 if validation_indices is None else len(validation_indices):,} validation, {len(test_indices):,} test "
+          f"images at {args.size}×{args.size}; weights: {weights_used}; {placement.count} device(s)")
 
     history, timer = train(model, train_batches, validation_batches, args.epochs, out_dir,
                            patience=args.patience)
@@ -282,11 +294,12 @@ def main(argv=None):
     test_labels = y_test[test_indices]
     if args.article_protocol:  # the best epoch of the test stream, as the article read it off (optimistic)
         validation_accuracy, test_accuracy = None, history["val_accuracy"][best_epoch]
-        predictions = predict_classes(model, test_images, args.batch_size)
+        predictions = predict_classes(model, test_images, args.batch_size, placement)
     else:
         validation_accuracy = history["val_accuracy"][best_epoch]
         sealed_test = split.SealedTestSet(np.arange(len(test_indices)))  # looked at once, after selection
-        predictions = sealed_test.evaluate(lambda rows: predict_classes(model, test_images[rows], args.batch_size))
+        predictions = sealed_test.evaluate(
+            lambda rows: predict_classes(model, test_images[rows], args.batch_size, placement))
         test_accuracy = float(np.mean(predictions == test_labels))
     matrix = confusion_matrix(test_labels, predictions)
 
@@ -308,7 +321,7 @@ def main(argv=None):
         "validation_images": 0 if validation_indices is None else len(validation_indices),
         "size": args.size, "alpha": args.alpha, "patience": args.patience, "batch_size": args.batch_size, "flip": args.flip, "schedule": args.schedule,
         "learning_rate": args.learning_rate, "seed": args.seed,
-        "confusion_matrix": matrix, "environment": runs.environment(),
+        "confusion_matrix": matrix, **placement.describe(), "environment": runs.environment(),
     }
     runs.write_json(out_dir / "metrics.json", metrics)
     shutil.rmtree(out_dir / "backup", ignore_errors=True)

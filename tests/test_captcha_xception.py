@@ -241,3 +241,51 @@ def test_cosine_recipe_decays_the_learning_rate_to_zero_over_the_run(tmp_path):
     schedule = model.optimizer._learning_rate  # the schedule object (learning_rate is its current value)
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.decay_steps == 4
     assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(4)) == pytest.approx(0.0, abs=1e-9)
+
+
+# ------------------------------------------------ default recipe, mixed precision, several devices (issue #19)
+@pytest.mark.recipe
+@pytest.mark.slow  # about a minute on 2 shared cores (Xception's training step built and compiled); CI: -m recipe
+def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(tmp_path):
+    """Xception at 50×120 with 4 softmax heads, batches of 100, constant Adam: one batch of generated captchas."""
+    metrics = script.main(["--train-size", "6", "--validation-size", "4", "--test-size", "5", "--epochs", "1",
+                           "--weights", "none", "--workers", "1", "--out", str(tmp_path)])
+    assert (metrics["backbone"], metrics["head"], metrics["input_size"], metrics["batch_size"]) == \
+        ("xception", "softmax", [50, 120], 100)
+    assert metrics["parameters"] == 21_074_576 and metrics["devices"] == 1
+    assert len(metrics["test_position_accuracy"]) == 4
+    for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "test_predictions.png"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_ctc_position_accuracy_covers_the_label_positions_not_the_time_steps():
+    predictions = np.full((2, 15), script.PAD)  # the CTC decoder's width: one column per time step
+    predictions[:, :4] = [[0, 1, 2, 3], [0, 1, 2, 9]]
+    accuracy, positions = script.string_accuracy(predictions, [[0, 1, 2, 3], [0, 1, 2, 3]])
+    assert accuracy == 0.5 and positions.tolist() == [1, 1, 1, 0.5]
+    extra = predictions.copy()
+    extra[0, 4] = 7  # a fifth letter read after a 4-letter label makes the string wrong, not a position
+    assert script.string_accuracy(extra, [[0, 1, 2, 3], [0, 1, 2, 3]])[0] == 0.0
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("head", ["softmax", "ctc"])
+def test_mixed_precision_trains_in_bfloat16_with_float32_heads_and_loss(head):
+    from common import devices
+
+    with devices.placement(1, mixed_precision=True):
+        keras.utils.set_random_seed(0)
+        model, _ = script.build_model("small", head=head)
+        images = np.random.default_rng(0).uniform(0, 255, (4, 50, 120, 3)).astype(np.float32)
+        labels = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [7, 7, 8, 9], [1, 2, 3, 4]])
+        targets = labels if head == "ctc" else tuple(labels.T)
+        loss = float(np.asarray(model.train_on_batch(images, targets)).ravel()[0])
+        outputs = model(images)
+    assert model.get_layer("conv1").compute_dtype == "bfloat16" and np.isfinite(loss)
+    assert {keras.backend.standardize_dtype(output.dtype) for output in keras.tree.flatten(outputs)} == {"float32"}
+
+
+def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"):
+        script.main(["--quick", "--devices", "64", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

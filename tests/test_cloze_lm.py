@@ -271,6 +271,7 @@ def test_bad_model_folder_exits_with_one_line(tmp_path):
         cloze_lm.main(["predict", "--model", str(tmp_path / "missing"), str(tmp_path / "q.doc_query")])
 
 
+@pytest.mark.recipe  # the default recipe (2-layer BiLSTM of 128, 128-d vectors, pointer over states), not --quick
 @pytest.mark.backend
 def test_smoke_train_and_predict(tmp_path, capsys):
     def write(name, story):
@@ -299,3 +300,36 @@ def test_smoke_train_and_predict(tmp_path, capsys):
     cloze_lm.main(["predict", "--model", str(out), toy])
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 12 and all(line.startswith(f"<qid_{k}> ||| ") for k, line in enumerate(printed))
+
+
+# ------------------------------------------------------------------- mixed precision, several devices (issue #19)
+@pytest.mark.backend
+def test_mixed_precision_keeps_the_pointer_logits_and_loss_float32():
+    from common import devices
+
+    with devices.placement(1, mixed_precision=True):
+        keras.utils.set_random_seed(0)
+        model = cloze_lm.build_model(50)
+        model.compile(optimizer="adam", loss=cloze_lm.candidate_cross_entropy)
+        left, right = np.array([[5, 3, 0, 0], [2, 2, 2, 2]]), np.array([[7, 3, 9, 0], [4, 0, 0, 0]])
+        target = np.zeros((2, 8), "float32")
+        target[0, 1], target[1, 4] = 1, 1
+        loss = float(np.asarray(model.train_on_batch((left, right), target)).ravel()[0])
+        logits = model((left, right))
+    assert model.get_layer("bilstm1").compute_dtype == "bfloat16" and np.isfinite(loss)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    probabilities = cloze_lm.masked_softmax(keras.ops.convert_to_numpy(logits).astype("float64"))
+    assert probabilities[0, 2:4].sum() < 1e-6  # padding keeps no mass
+
+
+def test_training_batches_split_evenly_across_devices():
+    samples = [{"left": [1] * (k % 7 + 1), "right": [2]} for k in range(23)]
+    batches = cloze_lm.ClozeBatches(samples, 9, rng=np.random.default_rng(0), devices=3)
+    assert sorted(len(batch) for batch in batches.batches) == [3, 9, 9]  # 9 + 9 + 5: the last drops 2 rows
+    assert sorted(len(batch) for batch in cloze_lm.ClozeBatches(samples, 9).batches) == [5, 9, 9]  # evaluation
+
+
+def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"):
+        cloze_lm.main(["train", "--devices", "64", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -26,6 +26,17 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_files_get_the_umask_permissions_not_mkstemp_private_ones(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        runs.write_json(tmp_path / "metrics.json", {"accuracy": 0.5})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_standard_arguments_share_names():
     parser = runs.add_standard_arguments(argparse.ArgumentParser(), epochs=5, batch_size=32, weights="auto")
     args = parser.parse_args(["--batch-size", "8", "--quick"])

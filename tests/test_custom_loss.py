@@ -315,3 +315,31 @@ def test_quick_run_learns_and_writes_outputs(experiment, extra, tiny_quick, shar
         again = custom_loss.main([experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data])
         assert again["test"]["plain"]["accuracy"] == metrics["test"]["plain"]["accuracy"]
         assert modified == {path.name: path.stat().st_mtime for path in sorted(tmp_path.glob("history_*.csv"))}
+
+
+# ------------------------------------------------------------------------------------ default recipe (issue #19)
+@pytest.fixture
+def tiny_data(monkeypatch):
+    """The full (not --quick) recipes on a few hundred real items: 500 Fashion-MNIST training images, 200 test."""
+    load_fashion_mnist, load_peoples_daily = custom_loss.load_fashion_mnist, custom_loss.load_peoples_daily
+
+    def fewer_images(data_dir):
+        (x_train, y_train), (x_test, y_test) = load_fashion_mnist(data_dir)
+        return (x_train[:500], y_train[:500]), (x_test[:200], y_test[:200])
+
+    monkeypatch.setattr(custom_loss, "load_fashion_mnist", fewer_images)
+    monkeypatch.setattr(custom_loss, "load_peoples_daily", lambda: load_peoples_daily()[:1500])
+
+
+@pytest.mark.recipe
+@pytest.mark.backend
+@pytest.mark.parametrize("experiment", ["smoothing", "center", "triplet"])
+def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(experiment, tiny_data, shared_data, tmp_path):
+    data = [] if experiment == "triplet" else ["--data", str(shared_data / "fashion-mnist")]
+    metrics = custom_loss.main([experiment, "--epochs", "1", "--out", str(tmp_path), *data])
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["arguments"]["quick"] is False and written["arguments"]["batch_size"] == (
+        64 if experiment == "triplet" else 128)
+    assert written["arguments"].get("feature_dim", 32) == 32 and metrics["test"]
+    for model_file in tmp_path.glob("*.keras"):
+        keras.saving.load_model(model_file, compile=False)

@@ -305,3 +305,61 @@ def test_predict_writes_top5_breeds_with_probabilities(resumed_quick_run, tmp_pa
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-3
     with pytest.raises(SystemExit, match="^error: "):
         dogs.main(["predict", "--model", str(tmp_path), str(out / "unlabelled")])
+
+
+# ------------------------------------------------ default recipe, mixed precision, several devices (issue #19)
+@pytest.mark.recipe
+@pytest.mark.slow  # Xception at 299² through three stages: about a minute on 2 cores; CI runs -m recipe
+def test_default_recipe_at_299_trains_every_stage_evaluates_and_writes(tmp_path):
+    data = dogs.write_synthetic_dogs(tmp_path / "dogs", num_classes=2, per_class=6)
+    metrics = dogs.main(["--data", str(data), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4",
+                         "--weights", "none", "--workers", "1", "--out", str(tmp_path / "run")])
+    assert metrics["image_size"] == 299 and metrics["devices"] == 1 and metrics["test"]["images"] == 4
+    assert set(metrics["stages"]) == {"stage1", "stage2", "stage3"}
+    for name in ("model.keras", "metrics.json", "classes.json", "history.csv", "per_class.csv"):
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+@pytest.mark.backend
+def test_batch_norm_calibration_records_no_autograd_graph():
+    """torch keeps the graph of a call outside torch.no_grad(): 508 MB an image at 299², out of memory for 64."""
+    seen = []
+
+    class Spy(keras.layers.Layer):
+        def call(self, x):
+            if keras.backend.backend() == "torch":
+                import torch
+
+                seen.append(torch.is_grad_enabled())
+            return x
+
+    inputs = keras.Input((8, 8, 3))
+    backbone = keras.Model(inputs, Spy()(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs))))
+    dogs.calibrate_batch_norm(backbone, np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("uint8"))
+    assert not any(seen)
+    moving_mean = keras.ops.convert_to_numpy(backbone.layers[2].moving_mean)
+    assert np.abs(moving_mean).max() > 0  # the statistics were still set
+
+
+@pytest.mark.backend
+def test_mixed_precision_keeps_both_heads_and_the_centre_loss_float32():
+    from common import devices
+
+    with devices.placement(1, mixed_precision=True):
+        keras.utils.set_random_seed(0)
+        model, predict_model, backbone, _ = dogs.build_model(3, image_size=71, weights="none")
+        dogs.set_trainable(backbone, False)
+        dogs.compile_model(model, "adam")
+        images = np.random.default_rng(0).uniform(0, 255, (4, 71, 71, 3)).astype("float32")
+        labels = np.array([[0], [1], [2], [0]], "int32")
+        loss = float(model.train_on_batch((images, labels), (labels, np.zeros((4, 1), "float32"), labels))[0])
+        outputs = model((images, labels))
+    assert backbone.get_layer("block1_conv1").compute_dtype == "bfloat16" and np.isfinite(loss)
+    assert [keras.backend.standardize_dtype(output.dtype) for output in outputs] == ["float32"] * 3
+    assert model.get_layer("l2").centers.embeddings.dtype == "float32"
+
+
+def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"):
+        dogs.main(["--quick", "--devices", "64", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -3,6 +3,7 @@
 The Fashion-MNIST loader itself (counts, corrupted files) is tested in test_common_datasets.py.
 """
 import json
+import re
 
 import keras
 import numpy as np
@@ -302,3 +303,44 @@ def test_patience_stops_training_and_history_keeps_seconds(tmp_path):
     history, timer = script.train(model, batches, batches, 10, tmp_path, patience=2)  # no learning: no gain
     assert len(history["val_accuracy"]) == 3  # the first epoch, then 2 without a better one
     assert len(history["seconds"]) == 3 and all(seconds > 0 for seconds in history["seconds"])
+
+
+# ------------------------------------------------ default recipe, mixed precision, several devices (issue #19)
+@pytest.mark.recipe
+@pytest.mark.backend
+def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(shared_data, tmp_path):
+    """MobileNet α 1 at 56², batches of 64, constant Adam: two training batches (64 + 6), not --quick."""
+    metrics = script.main(["--data", str(shared_data / "fashion-mnist"), "--limit", "80", "--test-limit", "20",
+                           "--epochs", "1", "--weights", "none", "--out", str(tmp_path)])
+    assert (metrics["size"], metrics["alpha"], metrics["batch_size"], metrics["schedule"]) == (56, 1.0, 64, "constant")
+    assert metrics["devices"] == 1 and metrics["train_images"] == 70 and np.sum(metrics["confusion_matrix"]) == 20
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert model.count_params() == 3_239_114 and model.input_shape == (None, 56, 56)
+
+
+@pytest.mark.backend
+def test_mixed_precision_trains_in_bfloat16_with_float32_probabilities():
+    from common import devices
+
+    with devices.placement(1, mixed_precision=True):
+        keras.utils.set_random_seed(0)
+        model, _ = script.build_model(32, alpha=0.25)
+        images, labels = np.random.default_rng(0).random((8, 32, 32), np.float32), np.arange(8)
+        loss = float(model.train_on_batch(images, labels)[0])
+        probabilities = model(images)
+    assert model.get_layer("mobilenet").get_layer("conv1").compute_dtype == "bfloat16"
+    assert keras.backend.standardize_dtype(probabilities.dtype) == "float32" and np.isfinite(loss)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probabilities).sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--devices", "64"], r"^error: --devices 64: (only \d|data-parallel training needs)"),  # torch: no engine
+    (["--devices", "x"], None)])
+def test_devices_that_are_not_there_stop_before_anything_is_written(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        script.main(flags + ["--out", str(tmp_path / "run")])
+    assert raised.value.code != 0 and not (tmp_path / "run").exists()
+    if message is None:  # argparse: usage and one error line on stderr, exit 2
+        assert "--devices 'x': give a positive number or 'all'" in capsys.readouterr().err
+    else:
+        assert re.match(message, str(raised.value))

@@ -308,3 +308,16 @@ def test_bad_input_exits_with_one_line(tmp_path):
         np.save(tmp_path / "v" / "vectors.npy", np.eye(2, dtype=np.float32))
         (tmp_path / "v" / "vocab.tsv").write_text("a\t3\nb\t2\n", encoding="utf-8")
         wordvec.main(["related", "zzz", "--run", str(tmp_path / "v")])
+
+
+@pytest.mark.recipe
+@pytest.mark.backend
+def test_default_recipe_trains_and_writes_on_a_tiny_corpus(tmp_path):
+    """The article's model (128-d vectors and biases, window 5, default batch), one pass over a small corpus."""
+    corpus = synthetic_topic_corpus(np.random.default_rng(1), lines=200)
+    (tmp_path / "corpus.txt").write_text("\n".join(" ".join(line) for line in corpus) + "\n", encoding="utf-8")
+    run = wordvec.main(["train", "--data", str(tmp_path / "corpus.txt"), "--epochs", "1", "--out",
+                        str(tmp_path / "run")])
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert np.load(run / "vectors.npy").shape[1] == wordvec.DIMENSION == 128 and len(metrics["loss_per_pass"]) == 1
+    keras.saving.load_model(run / "model.keras")
