@@ -1,4 +1,5 @@
 """What every script repeats: CLI flags, seeding, the output folder, atomic writes, `--weights`, plots."""
+import argparse
 import contextlib
 import csv
 import json
@@ -13,11 +14,34 @@ from pathlib import Path
 import numpy as np
 
 
+def _number(kind, low, high=None, closed=True, what="a positive number"):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (value >= low if closed else value > low) or (high is not None and value > high) or value != value:
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+# argparse types: a bad value is one line from argparse (exit 2) before anything runs.
+positive_int = _number(int, 1, what="a positive integer")
+non_negative_int = _number(int, 0, what="an integer ≥ 0")
+positive_float = _number(float, 0, closed=False, what="a positive number")
+non_negative_float = _number(float, 0, what="a number ≥ 0")
+probability = _number(float, 0, 1, what="a number in [0, 1]")
+
+
 def add_standard_arguments(parser, *, epochs, batch_size, seed=2017, weights=None, data_help=None):
     """The flags every script shares, with the same names everywhere. `weights=None` leaves out --weights."""
     parser.add_argument("--data", default=None, help=data_help or "where the data lives (see README)")
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help=f"batch size (default {batch_size})")
     parser.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
     parser.add_argument("--out", default=None, help="output folder (default runs/<script>/<timestamp>); "
                                                      "rerun with the same --out to resume")
@@ -27,6 +51,15 @@ def add_standard_arguments(parser, *, epochs, batch_size, seed=2017, weights=Non
                                  "ImageNet weights where they can be had and random init otherwise")
     parser.add_argument("--quick", action="store_true", help="a real, small run that finishes in minutes on a CPU")
     return parser
+
+
+def command_line(main):
+    """Run `main()` as a command: Ctrl-C is one line and exit status 130, and the run folder stays resumable."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def seed_everything(seed):
@@ -66,19 +99,29 @@ def atomic_path(path):
             os.remove(temporary)
 
 
+def strict(value):
+    """`value` with NaN and ±inf replaced by None, so json.dumps(allow_nan=False) accepts it."""
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path, payload):
-    """Write JSON atomically (NumPy scalars and arrays become plain numbers and lists)."""
+    """Write strict JSON atomically (NumPy values become plain ones; NaN and ±inf become null)."""
     def default(value):
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
+        if isinstance(value, (np.generic, np.ndarray)):
+            return strict(value.tolist())
         if isinstance(value, Path):
             return str(value)
         raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=default) + "\n",
+        temporary.write_text(json.dumps(strict(payload), indent=2, ensure_ascii=False, default=default,
+                                        allow_nan=False) + "\n",
                              encoding="utf-8")
 
 

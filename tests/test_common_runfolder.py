@@ -1,0 +1,189 @@
+"""common/runfolder.py: the run-folder contract (settings, finished runs, readers) and the resumable fit."""
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from common import runfolder, runs
+
+
+def test_settings_leave_out_runtime_flags_and_become_plain_json():
+    args = argparse.Namespace(out="x", quick=True, workers=4, epochs=3, size=(1, 2), data=None, func=print)
+    assert runfolder.settings_of(args) == {"data": None, "epochs": 3, "size": [1, 2]}
+
+
+def test_new_resume_finished(tmp_path):
+    out = tmp_path / "run"
+    run = runfolder.open_run("demo", out, {"epochs": 3})
+    assert run.state == "new" and not out.exists()  # nothing is written before begin()
+    run.begin()
+    assert json.loads((out / "run.json").read_text())["settings"] == {"epochs": 3}
+    assert runfolder.open_run("demo", out, {"epochs": 3}).state == "resume"
+    run.finish({"accuracy": 0.5})
+    again = runfolder.open_run("demo", out, {"epochs": 3})
+    assert again.finished and again.report_finished() == {"script": "demo", "accuracy": 0.5}
+
+
+def test_changed_settings_are_one_line_naming_them_and_touch_nothing(tmp_path):
+    out = tmp_path / "run"
+    runfolder.open_run("demo", out, {"epochs": 3, "smoothing": 0.1}).begin()
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    with pytest.raises(SystemExit, match=r"other settings: --smoothing 0.1 \(now 0.5\); rerun"):
+        runfolder.open_run("demo", out, {"epochs": 3, "smoothing": 0.5})
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("case, message", [
+    ("other_script", "a run of other, not of demo"),
+    ("under_a_file", "is a file, not a folder"),
+    ("foreign_files", "holds files but no run.json"),
+    ("bad_manifest", "not a readable JSON file"),
+])
+def test_open_run_refuses_in_one_line(tmp_path, case, message):
+    out = tmp_path / "run"
+    if case == "other_script":
+        runfolder.open_run("other", out, {}).begin()
+    elif case == "under_a_file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "run"
+    elif case == "foreign_files":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    else:
+        out.mkdir()
+        (out / "run.json").write_text("{half")
+    with pytest.raises(SystemExit, match=message) as raised:
+        runfolder.open_run("demo", out, {})
+    assert "\n" not in str(raised.value)
+
+
+def test_find_run_accepts_the_folder_or_a_file_in_it_and_refuses_others(tmp_path):
+    run = runfolder.open_run("demo", tmp_path / "run", {})
+    run.begin()
+    (run.path / "model.keras").write_text("x")
+    assert runfolder.find_run("demo", run.path) == run.path
+    assert runfolder.find_run("demo", run.path / "model.keras") == run.path
+    with pytest.raises(SystemExit, match="a run of demo, not of other"):
+        runfolder.find_run("other", run.path)
+    with pytest.raises(SystemExit, match="no such file"):
+        runfolder.find_run("demo", tmp_path / "missing")
+    (tmp_path / "loose.keras").write_text("x")
+    with pytest.raises(SystemExit, match="not a run folder of demo"):
+        runfolder.find_run("demo", tmp_path / "loose.keras")
+    with pytest.raises(SystemExit, match="no vectors.npy yet"):
+        runfolder.find_run("demo", run.path, need=("vectors.npy",))
+
+
+def test_metrics_json_is_strict(tmp_path):
+    runs.write_json(tmp_path / "m.json", {"a": float("nan"), "b": [np.float32("inf"), 1.0], "c": np.array([np.nan])})
+    text = (tmp_path / "m.json").read_text()
+    assert json.loads(text) == {"a": None, "b": [None, 1.0], "c": [None]} and "NaN" not in text
+
+
+@pytest.mark.parametrize("kind, text, ok", [
+    (runs.positive_int, "3", 3), (runs.positive_int, "0", None), (runs.positive_int, "-1", None),
+    (runs.positive_int, "x", None), (runs.non_negative_int, "0", 0), (runs.positive_float, "0", None),
+    (runs.probability, "1", 1.0), (runs.probability, "1.5", None), (runs.probability, "nan", None),
+])
+def test_numeric_flags_are_checked_at_parse_time(kind, text, ok):
+    if ok is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            kind(text)
+    else:
+        assert kind(text) == ok
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as raised:
+        runs.command_line(interrupted)
+    assert raised.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted; rerun the same command to resume"
+
+
+# ------------------------------------------------------------------------------------------ resumable fit
+def tiny_problem():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 1.0]) > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"])
+    return model, x, y
+
+
+class StopAt:
+    """A Ctrl-C at the start of an epoch."""
+
+    def __new__(cls, epoch):
+        import keras
+
+        class Stop(keras.callbacks.Callback):
+            def on_epoch_begin(self, index, logs=None):
+                if index == epoch:
+                    raise KeyboardInterrupt
+
+        return Stop()
+
+
+def history_epochs(path):
+    with open(path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.backend
+def test_interrupted_fit_resumes_without_repeating_an_epoch_and_keeps_the_best(tmp_path):
+    model, x, y = tiny_problem()
+    options = dict(folder=tmp_path, epochs=5, monitor="val_loss", mode="min", batch_size=16,
+                   validation_data=(x, y), shuffle=False)
+    with pytest.raises(KeyboardInterrupt):
+        runfolder.fit(model, x, y, callbacks=[StopAt(3)], **options)
+    assert history_epochs(tmp_path / "history.csv") == [0, 1, 2]
+    model, x, y = tiny_problem()  # a fresh process: new model, same folder
+    history, tracker = runfolder.fit(model, x, y, **options)
+    assert history_epochs(tmp_path / "history.csv") == [0, 1, 2, 3, 4]
+    best = int(np.argmin(history["val_loss"]))
+    assert tracker.state["best"]["epoch"] == best + 1
+    loss = model.evaluate(x, y, verbose=0)[0]
+    assert loss == pytest.approx(history["val_loss"][best], rel=1e-4)  # the model holds the best epoch
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == sorted(
+        {"state.json", "epoch-5.weights.h5", f"epoch-{best + 1}.weights.h5"})
+    assert all(seconds > 0 for seconds in history["seconds"])
+
+
+@pytest.mark.backend
+def test_patience_stops_and_a_rerun_does_not_train_again(tmp_path, capsys):
+    model, x, y = tiny_problem()
+    options = dict(folder=tmp_path, epochs=30, monitor="val_accuracy", patience=2, batch_size=16,
+                   validation_data=(x[:8], 1 - y[:8]))  # a validation set that gets worse
+    history, tracker = runfolder.fit(model, x, y, **options)
+    assert tracker.done and len(history["loss"]) < 30
+    rows = history_epochs(tmp_path / "history.csv")
+    history_again, _ = runfolder.fit(model, x, y, **options)
+    assert history_epochs(tmp_path / "history.csv") == rows and history_again == history
+    assert "finished earlier" in capsys.readouterr().out
+
+
+def test_the_refuses_fixture_checks_one_line_and_an_untouched_folder(tmp_path, refuses):
+    (tmp_path / "a.txt").write_text("x")
+
+    def bad():
+        raise SystemExit("error: nope")
+
+    assert refuses(bad, match="nope", untouched=tmp_path) == "error: nope"
+
+    def touches():
+        (tmp_path / "b.txt").write_text("y")
+        raise SystemExit("error: nope")
+
+    with pytest.raises(AssertionError, match="folder changed"):
+        refuses(touches, untouched=tmp_path)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=runs.positive_int)
+    assert "not a positive integer" in refuses(lambda: parser.parse_args(["--epochs", "0"]))
