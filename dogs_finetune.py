@@ -32,10 +32,11 @@ import numpy as np
 from keras import layers
 from PIL import Image, ImageDraw
 
-from common import augment, devices, runs, split
+from common import augment, devices, runfolder, runs, split
 from common.split import SealedTestSet
 from custom_loss import CenterDistance, output_as_loss
 
+SCRIPT = "dogs_finetune"
 IMAGE_SIZE = 299  # the article's input size
 FEATURE_SIZE = 64  # GLU width (the article's feature_size)
 LOSS_WEIGHTS = {"softmax": 1.0, "l2": 0.25, "auxiliary": 0.25}
@@ -44,6 +45,7 @@ PAIR_PROBABILITY = 0.5  # the article doubles each class table with same-class p
 MASK_PROBABILITY = 0.125  # per quadrant, so an image loses one quadrant with p = 0.5
 ALPHA_GRID = np.round(np.linspace(0, 1, 101), 2)  # 0, 0.01, …, 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SYNTHETIC_CLASSES = 8  # --quick draws this many striped-blob "breeds"
 # (name, backbone unfrozen from block13, augmentation, optimizer)
 STAGES = [("stage1", False, "heavy", "adam"), ("stage2", True, "heavy", "sgd"), ("stage3", True, "light", "sgd")]
 
@@ -140,26 +142,29 @@ def build_cache(paths, size, cache_dir, workers=4):
     stem = cache_dir / f"images-{size}px-{signature.hexdigest()[:16]}"
     if stem.with_suffix(".npy").is_file() and stem.with_suffix(".json").is_file():
         failed = json.loads(stem.with_suffix(".json").read_text())["unreadable"]
-    else:
-        temporary = stem.with_suffix(f".{os.getpid()}.partial.npy")
-        images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+    else:  # first drop what a killed build left (older versions named it <stem>.<pid>.partial.npy)
+        for pattern in (f".{stem.name}.*.npy", f"{stem.name}.*.partial.npy"):
+            for stale in cache_dir.glob(pattern):
+                stale.unlink(missing_ok=True)
+        with runs.atomic_path(stem.with_suffix(".npy")) as temporary:
+            images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8,
+                                               shape=(len(paths), size, size, 3))
 
-        def decode_into(k):
-            try:
-                images[k] = decode_image(paths[k], size)
-                return None
-            except (OSError, ValueError, SyntaxError) as error:  # what Pillow raises for broken or truncated files
-                return f"{paths[k]}\t{type(error).__name__}: {error}"
+            def decode_into(k):
+                try:
+                    images[k] = decode_image(paths[k], size)
+                    return None
+                except (OSError, ValueError, SyntaxError) as error:  # Pillow: broken or truncated
+                    return f"{paths[k]}\t{type(error).__name__}: {error}"
 
-        from tqdm import tqdm
+            from tqdm import tqdm
 
-        with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:  # Pillow decodes without the GIL
-            results = list(tqdm(pool.map(decode_into, range(len(paths))), total=len(paths), desc="decoding once",
-                                disable=len(paths) < 200))
+            with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:  # no GIL in Pillow
+                results = list(tqdm(pool.map(decode_into, range(len(paths))), total=len(paths),
+                                    desc="decoding once", disable=len(paths) < 200))
+            images.flush()
+            del images
         failed = [k for k, result in enumerate(results) if result]
-        images.flush()
-        del images
-        os.replace(temporary, stem.with_suffix(".npy"))
         runs.write_json(stem.with_suffix(".json"), {"unreadable": failed, "errors": [r for r in results if r]})
     readable = np.ones(len(paths), bool)
     readable[failed] = False
@@ -425,24 +430,6 @@ def write_per_class_report(probabilities, labels, classes, run_dir, top_pairs=20
 
 
 # ---------------------------------------------------------------------------------------------------- train
-class StageBackup(keras.callbacks.BackupAndRestore):
-    def on_train_end(self, logs=None):
-        super().on_train_end(logs)
-        self.model._initial_epoch = None  # Keras 3.15 would start every later fit at the restored epoch
-
-
-def stage_callbacks(run_dir, stage):
-    """Per-stage history and the backup that lets an interrupted stage resume at its last finished epoch."""
-    return [StageBackup(str(run_dir / "backup" / stage)),
-            keras.callbacks.CSVLogger(str(run_dir / f"history_{stage}.csv"), append=True)]
-
-
-def save_weights_atomically(model, path):
-    temporary = path.with_name(f".partial-{path.name}")  # Keras insists on the .weights.h5 ending
-    model.save_weights(temporary)
-    os.replace(temporary, path)
-
-
 def merge_histories(run_dir, stages):
     """history.csv: every stage's epochs one after another, with a stage column; and history.png."""
     rows = []
@@ -461,9 +448,19 @@ def merge_histories(run_dir, stages):
                       run_dir / "history.png", "dogs_finetune: all stages, one epoch after another")
 
 
-def train(args, run_dir, placement=devices.Placement()):
+def train(args, run, placement=devices.Placement()):
     rng = runs.seed_everything(args.seed)
-    data = load_dataset(args.data)
+    data = load_dataset(args.data) if args.data else None  # --quick: drawn once the run has begun
+    model, predict_model, backbone, weights_used = build_model(
+        len(data["classes"]) if data else SYNTHETIC_CLASSES, args.image_size, args.weights)
+    run_dir = run.begin()  # inputs checked, model built: only now does the run folder get files
+    if data is None:
+        args.data = run_dir / "synthetic_dogs"
+        if not (args.data / "train_list.mat").is_file():
+            write_synthetic_dogs(args.data, num_classes=SYNTHETIC_CLASSES, seed=args.seed)
+        data = load_dataset(args.data)
+        print("--quick: SYNTHETIC striped-blob 'breeds' drawn by this script, not dog photos: "
+              "this checks the pipeline, not accuracy")
     print(f"data: {args.data} ({data['layout']} layout{'; SYNTHETIC images, not dogs' if args.quick else ''}): "
           f"{len(data['paths'])} images, {len(data['classes'])} classes")
     images, readable, unreadable = build_cache(data["paths"], args.image_size, args.cache or run_dir / "cache",
@@ -483,51 +480,52 @@ def train(args, run_dir, placement=devices.Placement()):
     print(f"split: {len(train_indices)} train, {len(validation_indices)} validation (10% of each class), "
           f"{len(test_set)} test")
 
-    model, predict_model, backbone, weights_used = build_model(len(data["classes"]), args.image_size, args.weights)
     progress_path = run_dir / "progress.json"
-    progress = json.loads(progress_path.read_text()) if progress_path.is_file() else {"finished": [], "results": {}}
+    progress = (runfolder.read_json(progress_path) if progress_path.is_file()
+                else {"finished": [], "results": {}})  # stages trained and validated, their results
     if weights_used == "none":
         print("note: no ImageNet weights: the backbone is random (BN statistics set from training images), so stage "
               "1 fits heads on random features; expect far below the article's ~80% (use --weights imagenet|PATH)")
         if not progress["finished"]:
             calibrate_batch_norm(backbone, images[np.sort(rng.choice(train_indices, min(64, len(train_indices)),
                                                                      replace=False))])
-    if progress["finished"]:
-        model.load_weights(run_dir / "last_stage.weights.h5")
-        print(f"resuming after {progress['finished'][-1]} (from {progress_path})")
     schedule = list(STAGES)
     if args.pseudo_label:
         schedule.append(("pseudo", True, "heavy", "sgd"))
     classes_per_batch = min(args.batch_size // IMAGES_PER_CLASS, len(data["classes"]))
     compiled_as, validation_predictions = None, None
     for number, (stage, unfreeze_top, mode, optimizer) in enumerate(schedule):
-        if stage in progress["finished"]:
-            continue
-        store, indices, stage_labels = images, train_indices, labels
-        if stage == "pseudo":
-            store, indices, stage_labels, progress["pseudo"] = add_pseudo_labels(args, run_dir, predict_model,
-                                                                                 images, labels, train_indices,
-                                                                                 progress["results"], placement)
         if compiled_as != (unfreeze_top, optimizer):  # stage 3 goes on with stage 2's compiled model and SGD state
             set_trainable(backbone, unfreeze_top)
             compile_model(model, optimizer)
             predict_model.predict_function = None  # JAX with --devices: its shardings follow the trainable split
             compiled_as = (unfreeze_top, optimizer)
-        print(f"{stage}: backbone {'block13-14 trainable' if unfreeze_top else 'frozen'}, {optimizer}, {mode} "
-              f"augmentation, {sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable parameters")
-        batches = DogBatches(store, stage_labels, indices, mode, args.steps_per_epoch, [args.seed, number],
-                             classes_per_batch, placement.count, workers=args.workers)
-        model.fit(batches, epochs=args.epochs, verbose=runs.fit_verbosity(), callbacks=stage_callbacks(run_dir, stage))
+        batches = None  # a finished stage is not trained again: fit loads its last weights
+        if stage not in progress["finished"]:
+            store, indices, stage_labels = images, train_indices, labels
+            if stage == "pseudo":
+                store, indices, stage_labels, progress["pseudo"] = add_pseudo_labels(
+                    args, run_dir, predict_model, images, labels, train_indices,
+                    progress["results"], placement)
+            trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+            print(f"{stage}: backbone {'block13-14 trainable' if unfreeze_top else 'frozen'}, "
+                  f"{optimizer}, {mode} augmentation, {trainable:,} trainable parameters")
+            batches = DogBatches(store, stage_labels, indices, mode, args.steps_per_epoch,
+                                 [args.seed, number], classes_per_batch, placement.count,
+                                 workers=args.workers)
+        runfolder.fit(model, batches, folder=run_dir, epochs=args.epochs, name=stage)  # or resumes
+        if stage in progress["finished"]:
+            continue
         validation_predictions = predict_heads(predict_model, images, validation_indices, args.workers, placement)
         result = evaluate_heads(*validation_predictions, labels[validation_indices])
         print(f"{stage} validation: acc_0 {result['acc_0']:.4f}  acc_1 {result['acc_1']:.4f}  "
               f"α {result['alpha']:.2f} → acc_2 {result['acc_2']:.4f}   (article: ≈0.80 on 100 breeds)")
-        save_weights_atomically(model, run_dir / "last_stage.weights.h5")
         progress["finished"].append(stage)
         progress["results"][stage] = result
         runs.write_json(progress_path, progress)
-    return finish(args, run_dir, data, images, labels, validation_indices, test_set, predict_model, progress,
-                  weights_used, [stage for stage, *_ in schedule], len(unreadable), validation_predictions, placement)
+    return finish(args, run, data, images, labels, validation_indices, test_set, predict_model,
+                  progress, weights_used, [stage for stage, *_ in schedule], len(unreadable),
+                  validation_predictions, placement)
 
 
 def add_pseudo_labels(args, run_dir, predict_model, images, labels, train_indices, results,
@@ -552,8 +550,9 @@ def add_pseudo_labels(args, run_dir, predict_model, images, labels, train_indice
             store_labels, info)
 
 
-def finish(args, run_dir, data, images, labels, validation_indices, test_set, predict_model, progress,
+def finish(args, run, data, images, labels, validation_indices, test_set, predict_model, progress,
            weights_used, stages, skipped, validation_predictions=None, placement=devices.Placement()):
+    run_dir = run.path
     last = progress["results"][progress["finished"][-1]]
     alpha = last["alpha"]
     p0, p1 = validation_predictions or predict_heads(predict_model, images, validation_indices, args.workers,
@@ -578,7 +577,7 @@ def finish(args, run_dir, data, images, labels, validation_indices, test_set, pr
                "classes": len(data["classes"]), "unreadable_images": skipped, "stages": progress["results"],
                "pseudo_label": progress.get("pseudo"), "validation": last, "test": test,
                "most_confused_pairs": pairs[:5], **placement.describe(), "environment": runs.environment()}
-    runs.write_json(run_dir / "metrics.json", metrics)
+    run.finish(metrics)  # the last file: a rerun reports this run instead of training again
     print(f"outputs in {run_dir}: model.keras, metrics.json, history.csv, per_class.csv, confused_pairs.png")
     return metrics
 
@@ -586,14 +585,21 @@ def finish(args, run_dir, data, images, labels, validation_indices, test_set, pr
 # ---------------------------------------------------------------------------------------------------- predict
 def predict(model_dir, target, csv_path=None, top=5):
     """Top-`top` breeds with probabilities for one image or every image of a folder (blend with the run's α)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "model.keras").is_file() or not (model_dir / "classes.json").is_file():
-        raise ValueError(f"--model {model_dir}: expected model.keras and classes.json from a training run")
-    info = json.loads((model_dir / "classes.json").read_text())
+    model_dir = runfolder.find_run(SCRIPT, model_dir, need=("model.keras", "classes.json"))
+    info = runfolder.read_json(model_dir / "classes.json")
+    if not isinstance(info, dict) or not {"classes", "alpha", "image_size"} <= set(info):
+        raise ValueError(f"{model_dir / 'classes.json'}: expected keys classes, alpha, image_size")
     paths = _images_in(target) if Path(target).is_dir() else [Path(target)]
     if not paths or not paths[0].is_file():
         raise ValueError(f"{target}: no image file or folder of images")
-    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    if csv_path:  # refused before the model runs (private until common/runfolder makes it public)
+        runfolder.check_folder(Path(csv_path).parent, "--csv")
+        if Path(csv_path).is_dir():
+            raise ValueError(f"--csv {csv_path}: is a folder")
+    try:
+        model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    except Exception as error:  # noqa: BLE001 (a damaged file: one line, not Keras' traceback)
+        raise ValueError(f"{model_dir / 'model.keras'}: cannot be loaded ({error!r:.80})") from None
     top = min(top, len(info["classes"]))
     decoded, kept = [], []
     for path in paths:
@@ -626,10 +632,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["predict"]:
         parser = argparse.ArgumentParser(prog="dogs_finetune.py predict", description="top-5 breeds of images")
-        parser.add_argument("--model", required=True, help="a training run's folder (model.keras + classes.json)")
+        parser.add_argument("--model", required=True,
+                            help="a training run (its folder or a file in it)")
         parser.add_argument("images", help="an image file or a folder of images")
         parser.add_argument("--csv", default=None, help="write a CSV here instead of printing")
-        parser.add_argument("--top", type=int, default=5, help="how many breeds per image (default 5)")
+        parser.add_argument("--top", type=runs.positive_int, default=5,
+                            help="how many breeds per image (default 5)")
         args = parser.parse_args(argv[1:])
         try:
             return predict(args.model, args.images, args.csv, args.top)
@@ -641,43 +649,45 @@ def main(argv=None):
     runs.add_standard_arguments(parser, epochs=30, batch_size=32, weights="auto",
                                 data_help="dog photos: DIR/<breed>/*.jpg, Stanford Dogs (Images/ + train_list.mat) "
                                           "or Baidu (train.txt + train/); --quick draws synthetic ones")
-    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="square input side, ≥ 71 (default 299)")
-    parser.add_argument("--steps-per-epoch", type=int, default=200, help="batches per epoch (default 200, article)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+    parser.add_argument("--image-size", type=runs.positive_int, default=IMAGE_SIZE,
+                        help="square input side, ≥ 71 (default 299)")
+    parser.add_argument("--steps-per-epoch", type=runs.positive_int, default=200,
+                        help="batches per epoch (default 200, article)")
+    parser.add_argument("--workers", type=runs.positive_int, default=min(4, os.cpu_count() or 1),
                         help="threads decoding and augmenting images (default min(4, CPUs))")
     parser.add_argument("--cache", default=None, help="folder of the decoded-image cache (default OUT/cache)")
     parser.add_argument("--pseudo-label", default=None, metavar="TESTDIR",
                         help="unlabelled images: add the confidently predicted ones and train one more stage")
-    parser.add_argument("--pseudo-threshold", type=float, default=0.9,
-                        help="minimum blended probability for a pseudo-label (default 0.9)")
+    parser.add_argument("--pseudo-threshold", type=runs.probability, default=0.9,
+                        help="least blended probability of a pseudo-label, (0, 1] (default 0.9)")
     devices.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:  # small and synthetic: every stage runs, in minutes on a CPU
         args.image_size, args.epochs, args.steps_per_epoch = 71, min(args.epochs, 3), min(args.steps_per_epoch, 8)
         args.batch_size = min(args.batch_size, 16)
-    if args.image_size < 71 or args.epochs < 1 or args.steps_per_epoch < 1 or args.batch_size < IMAGES_PER_CLASS:
-        raise SystemExit("error: need --image-size ≥ 71 (Xception's minimum), --epochs ≥ 1, --steps-per-epoch ≥ 1, "
-                         "--batch-size ≥ 2")
-    if not 0 < args.pseudo_threshold <= 1:
+    if args.image_size < 71 or args.batch_size < IMAGES_PER_CLASS:
+        raise SystemExit("error: need --image-size ≥ 71 (Xception's minimum) and --batch-size ≥ 2")
+    if args.pseudo_threshold == 0:
         raise SystemExit("error: --pseudo-threshold must be in (0, 1]")
     if not args.data and not args.quick:
         raise SystemExit("error: pass --data DIR with dog photos (see --help), or --quick for a synthetic run")
     if args.data and not Path(args.data).is_dir():
         raise SystemExit(f"error: --data {args.data}: no such folder")
+    pseudo = args.pseudo_label and Path(args.pseudo_label)
+    if pseudo and not (pseudo.is_dir() and _images_in(pseudo)):
+        raise SystemExit(f"error: --pseudo-label {pseudo}: not a folder of images")
+    if args.cache:
+        runfolder.check_folder(Path(args.cache), "--cache")
+    run = runfolder.open_run(SCRIPT, args.out, runfolder.settings_of(args, runtime=("cache",)))
+    if run.finished:
+        return run.report_finished()
     with devices.placement(args.devices, args.mixed_precision) as placement:
         placement.check_batch(args.batch_size // IMAGES_PER_CLASS * IMAGES_PER_CLASS)  # the batch really drawn
-        run_dir = runs.run_directory("dogs_finetune", args.out)
-        if not args.data:
-            args.data = run_dir / "synthetic_dogs"
-            if not (args.data / "train_list.mat").is_file():
-                write_synthetic_dogs(args.data, seed=args.seed)
-            print("--quick: SYNTHETIC striped-blob 'breeds' drawn by this script, not dog photos: this checks the "
-                  "pipeline, not accuracy")
         try:
-            return train(args, run_dir, placement)
+            return train(args, run, placement)
         except ValueError as error:
             raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":
-    main()
+    runs.command_line(main)

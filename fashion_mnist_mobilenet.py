@@ -15,18 +15,16 @@ images and the test set is evaluated once at the end (`--article-protocol` gives
 init with a warning; metrics.json records which.
 
 Outputs in --out (default runs/fashion_mnist_mobilenet/<timestamp>/): model.keras, metrics.json, history.csv,
-learning_curves.png, confusion_matrix.png. Rerun with the same --out to resume an interrupted run.
+learning_curves.png, confusion_matrix.png. Rerun with the same --out to resume an interrupted run
+(a finished one is reported, not retrained; other settings need a new --out).
 """
 import argparse
-import shutil
-import time
-from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from common import augment, datasets, devices, runs, split
+from common import augment, datasets, devices, runfolder, runs, split
 from common.batches import ShuffledBatches
 
 SCRIPT_NAME = "fashion_mnist_mobilenet"
@@ -112,49 +110,17 @@ def build_model(size=IMAGE_SIZE, weights="none", dropout=0.5, learning_rate=LEAR
 
 
 # --------------------------------------------------------------------------------------------------- train
-class EpochTimer(keras.callbacks.Callback):
-    """Wall-clock seconds of each epoch (training and validation), also logged as history.csv's `seconds`."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.start)
-        if logs is not None:
-            logs["seconds"] = self.seconds[-1]
-
-
 def train(model, train_batches, validation_batches, epochs, out_dir, extra_callbacks=(), patience=None):
-    """Fit, keeping the best epoch on val_accuracy in best.weights.h5; resumes from out_dir/backup.
+    """Fit, keeping the best epoch on val_accuracy; resumes an interrupted run (runfolder.fit).
 
-    `patience`: stop after that many epochs without a better val_accuracy (None: run all epochs).
-
-    Returns (history dict over all epochs so far, EpochTimer of this call).
+    `patience`: stop after that many epochs without a better val_accuracy (None: all epochs),
+    counted across resumes. Returns (history of all epochs, with their `seconds`; kept epoch,
+    0-based).
     """
-    out_dir = Path(out_dir)
-    previous_best = max(runs.read_history(out_dir / "history.csv").get("val_accuracy", []), default=None)
-    timer = EpochTimer()
-    if patience:  # after a resume the count restarts, against the best epoch so far
-        extra_callbacks = (*extra_callbacks, keras.callbacks.EarlyStopping(
-            "val_accuracy", mode="max", patience=patience, baseline=previous_best))
-    callbacks = [
-        timer,  # first: it puts the epoch's seconds into the logs that CSVLogger writes
-        keras.callbacks.ModelCheckpoint(str(out_dir / "best.weights.h5"), monitor="val_accuracy", mode="max",
-                                        save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=previous_best),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        # After the CSV row, so a resume repeats no epoch; kept until metrics.json exists, so a crash during the
-        # evaluation resumes after the last epoch instead of retraining.
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=False),
-        *extra_callbacks,
-    ]
-    model.fit(train_batches, validation_data=validation_batches, epochs=epochs, callbacks=callbacks,
-              verbose=runs.fit_verbosity())
-    return runs.read_history(out_dir / "history.csv"), timer
+    history, tracker = runfolder.fit(
+        model, train_batches, validation_data=validation_batches, folder=out_dir, epochs=epochs,
+        monitor="val_accuracy", mode="max", patience=patience, callbacks=extra_callbacks)
+    return history, tracker.state["best"]["epoch"] - 1
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -200,21 +166,23 @@ def parse_arguments(argv):
                                 data_help="folder with the four Fashion-MNIST idx .gz files "
                                           "(default: keras.datasets cache or download)")
     parser.set_defaults(epochs=None, batch_size=None)  # resolved below: --quick and --flip change them
-    parser.add_argument("--alpha", type=float, default=ALPHA,
+    parser.add_argument("--alpha", type=runs.positive_float, default=ALPHA,
                         help=f"MobileNet width multiplier (default {ALPHA}, the article's; 0.25 is 15× "
                              "cheaper and has ImageNet weights in ../shared/data/weights)")
-    parser.add_argument("--patience", type=int, default=None,
+    parser.add_argument("--patience", type=runs.positive_int, default=None,
                         help="stop after this many epochs without a better validation accuracy "
                              "(default: train all --epochs, as the article)")
     parser.add_argument("--size", type=int, default=None, help=f"input side after resizing (default {IMAGE_SIZE}, "
                                                                f"--quick {QUICK['size']}; at least 32)")
     parser.add_argument("--flip", action="store_true", help="random left-right flips (p=0.5) of training images, "
                                                             f"batches of {FLIP_BATCH_SIZE} (the article's 95%% run)")
-    parser.add_argument("--limit", type=int, default=None, help="train on a class-balanced subset of this many of "
-                                                                "the 60,000 training images (default all)")
-    parser.add_argument("--test-limit", type=int, default=None, help="evaluate on a class-balanced subset of this "
-                                                                     "many test images (default all 10,000)")
-    parser.add_argument("--learning-rate", type=float, default=None,
+    parser.add_argument("--limit", type=runs.positive_int, default=None,
+                        help="train on a class-balanced subset of this many of the 60,000 "
+                             "training images (default all)")
+    parser.add_argument("--test-limit", type=runs.positive_int, default=None,
+                        help="evaluate on a class-balanced subset of this many test images "
+                             "(default all 10,000)")
+    parser.add_argument("--learning-rate", type=runs.positive_float, default=None,
                         help=f"Adam's learning rate (default {LEARNING_RATE}, Adam's default as in the article; "
                              f"--quick {QUICK['learning_rate']})")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default=None,
@@ -230,9 +198,6 @@ def parse_arguments(argv):
     for name, default in defaults.items():  # a flag given explicitly wins over --quick
         if getattr(args, name) is None:
             setattr(args, name, QUICK[name] if args.quick else default)
-    for name in ("epochs", "batch_size", "limit", "test_limit", "learning_rate", "alpha", "patience"):
-        if getattr(args, name) is not None and not getattr(args, name) > 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive")
     if args.size < 32:
         raise SystemExit(f"error: --size {args.size}: MobileNet needs at least 32")
     return args
@@ -240,14 +205,15 @@ def parse_arguments(argv):
 
 def main(argv=None):
     args = parse_arguments(argv)
+    run = runfolder.open_run(SCRIPT_NAME, args.out, runfolder.settings_of(args))
+    if run.finished:
+        return run.report_finished()
     with devices.placement(args.devices, args.mixed_precision) as placement:
-        return run(args, placement)
+        return train_and_evaluate(args, run, placement)
 
 
-def run(args, placement):
+def train_and_evaluate(args, run, placement):
     placement.check_batch(args.batch_size)
-    if args.out and (Path(args.out) / "metrics.json").exists():
-        raise SystemExit(f"error: {args.out} holds a finished run (metrics.json); pass a new --out")
     rng = runs.seed_everything(args.seed)
     try:
         (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(args.data)
@@ -263,6 +229,8 @@ def run(args, placement):
         train_part, validation_part = split.stratified_split(
             y_train[train_pool], ratios=(1 - VALIDATION_FRACTION, VALIDATION_FRACTION), seed=args.seed)
         train_indices, validation_indices = train_pool[train_part], train_pool[validation_part]
+        if not len(validation_indices):
+            raise SystemExit(f"error: --limit {args.limit}: too few images for a validation split")
     train_images = augment.resize(x_train[train_indices], args.size)
     test_images = augment.resize(x_test[test_indices], args.size)
     feed = {"devices": placement.count, "hosts": (placement.process, placement.processes)}
@@ -278,16 +246,14 @@ def run(args, placement):
     if args.schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, args.epochs * len(train_batches))
     model, weights_used = build_model(args.size, args.weights, learning_rate=learning_rate, alpha=args.alpha)
-    out_dir = runs.run_directory(SCRIPT_NAME, args.out)  # only now: a bad --weights leaves nothing behind
+    out_dir = run.begin()  # only now: a bad --weights leaves nothing behind
     dropped = f" ({train_batches.dropped} a pass left out to split evenly)" if train_batches.dropped else ""
     print(f"{len(train_indices):,} training{dropped}, "
           f"{0 if validation_indices is None else len(validation_indices):,} validation, {len(test_indices):,} test "
           f"images at {args.size}×{args.size}; weights: {weights_used}; {placement.count} device(s)")
 
-    history, timer = train(model, train_batches, validation_batches, args.epochs, out_dir,
-                           patience=args.patience)
-    best_epoch = int(np.argmax(history["val_accuracy"]))
-    model.load_weights(out_dir / "best.weights.h5")  # the best epoch on validation, not the last
+    history, best_epoch = train(model, train_batches, validation_batches, args.epochs, out_dir,
+                                patience=args.patience)  # the model holds the best epoch's weights
     with runs.atomic_path(out_dir / "model.keras") as temporary:
         model.save(temporary)
 
@@ -306,8 +272,7 @@ def run(args, placement):
     curves = {name: values for name, values in history.items() if name != "seconds"}
     runs.plot_history(curves, out_dir / "learning_curves.png", title=f"MobileNet on Fashion-MNIST, {args.size}px")
     plot_confusion_matrix(matrix, out_dir / "confusion_matrix.png", f"test accuracy {test_accuracy:.2%}")
-    seconds = history.get("seconds") or timer.seconds  # every epoch's, across resumes
-    seconds_per_epoch = float(np.median(seconds)) if seconds else None
+    seconds_per_epoch = float(np.median(history["seconds"]))  # every epoch's, across resumes
     article_number = ARTICLE_ACCURACY["flip" if args.flip else "baseline"]
     metrics = {
         "validation_accuracy": validation_accuracy, "test_accuracy": test_accuracy,
@@ -323,8 +288,7 @@ def run(args, placement):
         "learning_rate": args.learning_rate, "seed": args.seed,
         "confusion_matrix": matrix, **placement.describe(), "environment": runs.environment(),
     }
-    runs.write_json(out_dir / "metrics.json", metrics)
-    shutil.rmtree(out_dir / "backup", ignore_errors=True)
+    run.finish(metrics)  # the last file: its presence marks the run finished
     shown = "n/a" if validation_accuracy is None else f"{validation_accuracy:.2%}"
     print(f"best epoch {best_epoch + 1}: validation {shown}, test {test_accuracy:.2%} "
           f"(article: {article_number:.1%}{' with flips' if args.flip else ''}); outputs in {out_dir}")
@@ -332,4 +296,4 @@ def run(args, placement):
 
 
 if __name__ == "__main__":
-    main()
+    runs.command_line(main)

@@ -36,10 +36,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from common import runs
+from common import runfolder, runs
 from common.datasets import load_reviews
 from common.split import SealedTestSet, stratified_split
 
+SCRIPT = "rnn_saliency"
 MAXLEN = 100  # the article's truncation length
 MIN_COUNT = 10  # the article's vocabulary rule: words seen at least 10 times (in the training split)
 EMBEDDING_SIZE = HIDDEN_SIZE = 128  # the article's widths
@@ -146,20 +147,20 @@ def load_data(data=None):
     return kept, labels, {"lines": len(texts), "kept": len(kept), "positive": int(labels.sum())}
 
 
+def texts_key(texts):
+    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
+
+
 def segment(texts, cache=None):
-    """jieba.lcut every text (the article's tokeniser); cached in `cache` keyed by a hash of the texts."""
+    """jieba.lcut every text (the article's tokeniser), or the tokens `cache` holds for them."""
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
-    key = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
     if cache is not None and Path(cache).is_file():
-        stored = json.loads(Path(cache).read_text(encoding="utf-8"))
-        if stored["key"] == key:
+        stored = runfolder.read_json(cache)
+        if stored.get("key") == texts_key(texts):
             return stored["tokens"]
-    tokens = [jieba.lcut(text) for text in texts]
-    if cache is not None:
-        runs.write_json(cache, {"key": key, "tokens": tokens})
-    return tokens
+    return [jieba.lcut(text) for text in texts]
 
 
 def build_vocabulary(token_lists, min_count=MIN_COUNT):
@@ -186,11 +187,14 @@ def trimmed(ids):
 
 
 class Batches(keras.utils.PyDataset):
-    """Batches of ids trimmed to their own length: most reviews are far shorter than 100 words."""
+    """Shuffled batches as long as the set's longest sentence: TensorFlow takes the input shape
+    from the first two batches, so a later, shorter batch failed (#17); on the reviews almost
+    every batch of 16 or more holds a 100-word review anyway: trimming each batch saved nothing."""
 
     def __init__(self, ids, labels, batch_size, shuffle_seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.ids, self.labels, self.batch_size, self.seed, self.epoch = ids, labels, batch_size, shuffle_seed, 0
+        self.ids, self.labels, self.batch_size = trimmed(ids), labels, batch_size
+        self.seed, self.epoch = shuffle_seed, 0
         self.order = np.arange(len(ids))
         self.on_epoch_end()
 
@@ -199,7 +203,7 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        return trimmed(self.ids[chosen]), self.labels[chosen].astype("float32")
+        return self.ids[chosen], self.labels[chosen].astype("float32")
 
     def on_epoch_end(self):
         if self.seed is not None:
@@ -288,10 +292,6 @@ def hidden_state_scores(classifier, ids, batch_size=1024):
         sequence, final = model.predict_on_batch(chunk)
         scores[rows, :chunk.shape[1]] = importances_from_states(sequence, final)
     return scores
-
-
-def predicted_class_probability(probabilities):
-    return np.where(probabilities >= 0.5, probabilities, 1 - probabilities)
 
 
 def occlusion_scores(classifier, ids, batch_size=1024):
@@ -476,17 +476,32 @@ def plot_curves(results, path, ks=DELETION_KS):
 
 
 def train(args):
-    rng = runs.seed_everything(args.seed)
-    run = runs.run_directory("rnn_saliency", args.out)
+    settings = {**runfolder.settings_of(args), "quick": args.quick}  # --quick subsets the data here
+    run = runfolder.open_run(SCRIPT, args.out, settings)
+    if run.finished:
+        return run.report_finished()
+    out, rng = run.path, runs.seed_everything(args.seed)
     texts, labels, stats = load_data(args.data)
-    tokens = segment(texts, run / "segmented.json")
+    tokens = segment(texts, out / "segmented.json")
     train_idx, validation_idx, test_idx = stratified_split(labels, (8, 1, 1), seed=args.seed)
+    if min(len(train_idx), len(validation_idx), len(test_idx)) == 0:
+        raise ValueError(f"{len(texts)} texts are too few to split 8:1:1 (train, validation, test)")
     sealed_test = SealedTestSet(test_idx)
     if args.quick:  # a real but small run: a subset of the training split, fewer evaluation sentences
         train_idx = np.sort(rng.choice(train_idx, min(len(train_idx), args.quick_train), replace=False))
     min_count = IMPROVED["min_count"] if args.improved else args.min_count
     word_to_id = build_vocabulary([tokens[i] for i in train_idx], min_count)
-    runs.write_json(run / "vocabulary.json", {"min_count": min_count, "maxlen": MAXLEN, "word_to_id": word_to_id})
+    vocabulary = {"min_count": min_count, "maxlen": MAXLEN, "word_to_id": word_to_id}
+    if not word_to_id:
+        raise ValueError(f"--min-count {min_count}: no word occurs that often in the "
+                         f"{len(train_idx)} training texts, so the vocabulary would be empty")
+    if args.batch_size > len(train_idx):
+        raise ValueError(f"--batch-size {args.batch_size}: more than the {len(train_idx)} training "
+                         "texts")
+    recorded = out / "vocabulary.json"
+    if recorded.is_file() and runfolder.read_json(recorded) != vocabulary:
+        raise ValueError(f"--out {out}: its vocabulary.json is not this data's (has --data "
+                         "changed?); pass a new --out")
     ids = encode(tokens, word_to_id)
     epochs = IMPROVED["epochs"] if args.improved and args.epochs == 5 else args.epochs
     print(f"{len(texts)} texts ({stats}); train {len(train_idx)}, validation {len(validation_idx)}, "
@@ -497,16 +512,19 @@ def train(args):
     if args.improved:
         classifier.get_layer("embedding").embeddings.assign(
             word2vec_matrix([tokens[i] for i in train_idx], word_to_id, IMPROVED["word2vec_epochs"], args.seed))
-    callbacks = [keras.callbacks.ModelCheckpoint(run / "model.keras", monitor="val_accuracy", save_best_only=True),
-                 keras.callbacks.CSVLogger(run / "history.csv", append=True),
-                 keras.callbacks.BackupAndRestore(run / "backup")]
-    if args.improved:
-        callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=IMPROVED["patience"]))
-    history = classifier.fit(Batches(ids[train_idx], labels[train_idx], args.batch_size, args.seed),
-                             validation_data=Batches(ids[validation_idx], labels[validation_idx], 512),
-                             epochs=epochs, callbacks=callbacks, verbose=runs.fit_verbosity())
-    runs.plot_history(history.history, run / "history.png", "LSTM sentiment classifier")
-    best = load_classifier(run / "model.keras")
+    run.begin()  # the inputs are checked: from here on the folder holds the run
+    runs.write_json(out / "vocabulary.json", vocabulary)  # a resume's is the same (checked above)
+    runs.write_json(out / "segmented.json", {"key": texts_key(texts), "tokens": tokens})
+    history, tracker = runfolder.fit(  # resumes; keeps the best validation accuracy of all epochs
+        classifier, Batches(ids[train_idx], labels[train_idx], args.batch_size, args.seed),
+        validation_data=Batches(ids[validation_idx], labels[validation_idx], 512), folder=out,
+        epochs=epochs, monitor="val_accuracy", mode="max",
+        patience=IMPROVED["patience"] if args.improved else None)
+    with runs.atomic_path(out / "model.keras") as temporary:
+        classifier.save(temporary)
+    history.pop("seconds")
+    runs.plot_history(history, out / "history.png", "LSTM sentiment classifier")
+    best = classifier  # fit gave it the best epoch's weights
     validation_accuracy = float(np.mean((predict(best, ids[validation_idx]) >= 0.5) == labels[validation_idx]))
 
     test_indices = sealed_test.take()  # the one look at the test split: accuracy, baseline and saliency sentences
@@ -516,6 +534,7 @@ def train(args):
     metrics = {"recipe": "improved" if args.improved else "article", "min_count": min_count,
                "vocabulary_size": len(word_to_id), "data": stats, "sizes": [len(train_idx), len(validation_idx),
                len(test_indices)], "validation_accuracy": validation_accuracy, "test_accuracy": test_accuracy,
+               "epochs": {"trained": len(history["loss"]), "kept": tracker.state["best"]["epoch"]},
                "article": ARTICLE, "environment": runs.environment()}
     if args.baseline:
         metrics["tfidf_baseline"] = tfidf_baseline(tokens, labels, train_idx, validation_idx, test_indices)
@@ -523,22 +542,21 @@ def train(args):
     sentences = test_indices[np.random.default_rng(args.seed).permutation(len(test_indices))[:args.saliency_sentences]]
     sentences = sentences[(ids[sentences] != 0).any(axis=1)]
     print(f"deletion curves on {len(sentences)} test sentences:", flush=True)
-    metrics["saliency"] = compare_methods(best, ids[sentences], args.seed)
+    metrics["saliency"] = compare_methods(best, ids[sentences], args.seed) if len(sentences) else {}
     metrics["deletion_ks"] = [str(k) for k in DELETION_KS]
-    plot_curves(metrics["saliency"], run / "deletion_curves.png")
+    plot_curves(metrics["saliency"], out / "deletion_curves.png")
     metrics["examples"] = explain(best, word_to_id, list(ARTICLE_EXAMPLES))
-    runs.write_json(run / "metrics.json", metrics)
-    print(f"outputs in {run}")
+    run.finish(metrics)  # the last file: a rerun reports this run instead of training again
+    print(f"outputs in {out}")
     return metrics
 
 
 # ---- explain -----------------------------------------------------------------------------------------------------
 def load_run(path):
-    folder = Path(path) if Path(path).is_dir() else Path(path).parent
-    if not (folder / "model.keras").is_file() or not (folder / "vocabulary.json").is_file():
-        raise ValueError(f"--model {path}: expected a run folder with model.keras and vocabulary.json")
-    vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-    return load_classifier(folder / "model.keras"), vocabulary["word_to_id"]
+    """(classifier, word_to_id) of a trained run of this script (its folder or a file in it)."""
+    folder = runfolder.find_run(SCRIPT, path, need=("model.keras", "vocabulary.json"))
+    word_to_id = runfolder.read_json(folder / "vocabulary.json")["word_to_id"]
+    return load_classifier(folder / "model.keras"), word_to_id
 
 
 def explain(classifier, word_to_id, sentences):
@@ -564,6 +582,12 @@ def html_page(results):
 
 
 def explain_command(args):
+    output = args.output or (args.batch and Path(args.batch).with_suffix(".jsonl"))
+    for flag, path in (("--output", output), ("--html", args.html)):  # never overwrite the input
+        if path and args.batch and Path(path).resolve() == Path(args.batch).resolve():
+            default = "" if args.output or flag == "--html" else " (the default)"
+            raise ValueError(f"{flag} {path}{default} would overwrite the --batch input; "
+                             "pass --output with another file name")
     classifier, word_to_id = load_run(args.model)
     sentences = list(args.sentences)
     if args.batch:
@@ -571,8 +595,7 @@ def explain_command(args):
     if not sentences:
         raise ValueError("give sentences as arguments or --batch FILE (one sentence a line)")
     results = explain(classifier, word_to_id, sentences)
-    if args.batch:
-        output = Path(args.batch).with_suffix(".jsonl")
+    if output:
         with runs.atomic_path(output) as temporary:
             temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
         print(f"wrote {len(results)} explanations to {output}")
@@ -599,15 +622,21 @@ def main(argv=None):
                               f"LSTM inputs, word2vec-initialised word vectors (training split only), up to "
                               f"{IMPROVED['epochs']} epochs, early stopping on validation")
     trainer.add_argument("--baseline", action="store_true", help="also fit the TF-IDF logistic-regression baseline")
-    trainer.add_argument("--min-count", type=int, default=MIN_COUNT, help="vocabulary: minimum word count (10)")
-    trainer.add_argument("--saliency-sentences", type=int, default=None,
+    trainer.add_argument("--min-count", type=runs.positive_int, default=MIN_COUNT,
+                         help="vocabulary: minimum word count (10)")
+    trainer.add_argument("--saliency-sentences", type=runs.positive_int, default=None,
                          help="test sentences for the deletion curves (default 1000, --quick 200)")
-    trainer.add_argument("--quick-train", type=int, default=4000, help="training sentences kept by --quick (4000)")
+    trainer.add_argument("--quick-train", type=runs.positive_int, default=4000,
+                         help="training sentences kept by --quick (4000)")
     explainer = commands.add_parser("explain", help="rank the words of sentences with a trained run")
     explainer.add_argument("--model", required=True, help="run folder (or its model.keras) holding vocabulary.json")
     explainer.add_argument("sentences", nargs="*", help="sentences to explain")
     explainer.add_argument("--html", default=None, help="write the sentences shaded by word score to this HTML file")
-    explainer.add_argument("--batch", default=None, help="file with one sentence a line; writes FILE.jsonl")
+    explainer.add_argument("--batch", default=None, help="file with one sentence a line")
+    explainer.add_argument("--output", default=None,
+                           help="write every explanation as JSON lines to this file (default with "
+                                "--batch FILE: FILE with the suffix .jsonl; inputs are never "
+                                "overwritten, so a .jsonl FILE needs --output)")
     args = parser.parse_args(argv)
     try:
         if args.command == "explain":
@@ -622,4 +651,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    runs.command_line(main)

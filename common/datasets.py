@@ -7,6 +7,7 @@
 """
 import gzip
 import importlib.resources
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def read_idx(path, expected_magic, expected_count=None):
     try:
         with gzip.open(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: a corrupt deflate stream
         raise ValueError(f"{path}: not a readable gzip idx file ({error})") from None
     if len(raw) < 8:
         raise ValueError(f"{path}: too short for an idx header ({len(raw)} bytes)")

@@ -64,14 +64,17 @@ class RunFolder:
 
 
 def read_json(path):
-    """A JSON file written by a run; one line if it is not valid JSON."""
+    """A JSON object written by a run; one line if it is not one."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SystemExit(f"error: {path}: not a readable JSON file ({type(error).__name__})") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"error: {path}: not a JSON object, so not a run's file")
+    return value
 
 
-def _check_folder(path, flag="--out"):
+def check_folder(path, flag="--out"):
     for place in (path, *path.parents):
         if place.exists() and not place.is_dir():
             raise SystemExit(f"error: {flag} {path}: {place} is a file, not a folder")
@@ -80,7 +83,7 @@ def _check_folder(path, flag="--out"):
 def open_run(script, out, settings):
     """The run folder for `--out` (default runs/<script>/<timestamp>), checked against what it already holds."""
     path = Path(out) if out else Path("runs") / script / time.strftime("%Y%m%d-%H%M%S")
-    _check_folder(path)
+    check_folder(path)
     manifest = path / MANIFEST
     if manifest.is_file():
         recorded = read_json(manifest)

@@ -1,6 +1,9 @@
 """captcha_xception.py: the article's shapes and counts, the metric, the CTC head, data handling, a smoke run."""
 import argparse
+import csv
 import json
+import runpy
+import sys
 
 import keras
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 from PIL import Image
 
 import captcha_xception as script
+from common import runfolder, runs
 
 
 # ---------------------------------------------------------------------------------------------------- labels
@@ -162,8 +166,8 @@ def test_data_folder_skips_bad_files_and_splits_90_10(tmp_path, capsys):
     write_captcha(tmp_path / "ab1d.jpg", "abcd")  # a digit outside the charset
     (tmp_path / "noteabcd.jpg").write_text("not an image")
     args = script.parse_arguments(["--data", str(tmp_path), "--backbone", "small"])
-    data, source = script.load_data(args, (50, 120), tmp_path)
-    assert source["skipped_files"] == 2
+    data, source, unsaved = script.load_data(args, (50, 120), tmp_path / "cache")
+    assert source["skipped_files"] == 2 and unsaved == {} and not (tmp_path / "cache").exists()
     assert "skipped 2 of 12 files" in capsys.readouterr().err
     labels = [tuple(row) for role in script.ROLES for row in data[role][1]]
     assert sorted(labels) == sorted(tuple(script.encode_label(text)) for text in texts)  # disjoint, union = all
@@ -171,9 +175,20 @@ def test_data_folder_skips_bad_files_and_splits_90_10(tmp_path, capsys):
     assert data["train"][0].shape[1:] == (50, 120, 3)
 
 
-def test_empty_data_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no usable labelled captcha images"):
-        script.main(["--data", str(tmp_path), "--backbone", "small", "--out", str(tmp_path / "run")])
+@pytest.mark.parametrize("damage", [b"", b"not an npz", "half"])
+def test_an_unreadable_captcha_cache_is_made_again(tmp_path, capsys, damage):
+    def cached():
+        return script.cached_captchas(tmp_path, 3, 0, "test", script.CHARSET, (4, 4), (50, 120), 1)
+
+    images, labels, path = cached()
+    assert path is not None and not path.exists()  # written only once the run has begun
+    script.save_captchas(path, images, labels, script.CHARSET)
+    assert cached()[2] is None  # read back, not generated
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if damage == "half" else damage)
+    again_images, again_labels, again_path = cached()
+    assert again_path == path and "unreadable cache" in capsys.readouterr().err
+    np.testing.assert_array_equal(again_images, images)  # the same seed makes the same captchas
+    np.testing.assert_array_equal(again_labels, labels)
 
 
 def test_variable_length_needs_the_ctc_head():
@@ -184,21 +199,89 @@ def test_variable_length_needs_the_ctc_head():
         script.parse_length("6-4")
 
 
-# ------------------------------------------------------------------------------------------------- smoke run
-def test_main_smoke_run_writes_outputs_and_predict_reads_images(tmp_path, capsys):
-    out = tmp_path / "run"
-    metrics = script.main(["--quick", "--train-size", "96", "--validation-size", "16", "--test-size", "16",
-                           "--epochs", "1", "--batch-size", "32", "--workers", "1", "--out", str(out)])
+# ------------------------------------------------------------------------- smoke run, resume, rerun
+class InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt  # what Ctrl-C raises
+
+
+def interrupted_fit(*data, callbacks=(), **options):
+    """runfolder.fit with a Ctrl-C at the start of the second epoch."""
+    return REAL_FIT(*data, callbacks=[*callbacks, InterruptAt(1)], **options)
+
+
+def history_epochs(path):
+    with open(path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+REAL_FIT = runfolder.fit
+RUN = ["--recipe", "cpu", "--train-size", "64", "--validation-size", "16", "--test-size", "16",
+       "--epochs", "2", "--batch-size", "32", "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """--recipe cpu (the small CNN, cosine decay) on 64 captchas, interrupted (Ctrl-C) as epoch 2
+    starts, its test-set cache emptied, then run to the end."""
+    out = tmp_path_factory.mktemp("captcha") / "run"
+    argv = [*RUN, "--out", str(out)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runfolder, "fit", interrupted_fit)
+        with pytest.raises(KeyboardInterrupt):
+            script.main(argv)
+    interrupted = history_epochs(out / "history.csv")
+    next((out / "captchas").glob("test-*.npz")).write_bytes(b"")  # a zero-byte cache: made again
+    return out, argv, script.main(argv), interrupted
+
+
+def test_main_smoke_run_resumes_and_keeps_the_best_epoch(finished_run):
+    out, _, metrics, interrupted = finished_run
     for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "test_predictions.png"):
         assert (out / name).is_file(), name
+    assert not (out / "backup").exists()
+    assert interrupted == [0] and history_epochs(out / "history.csv") == [0, 1]  # no epoch twice
     stored = json.loads((out / "metrics.json").read_text())
+    assert stored["script"] == script.SCRIPT_NAME
     assert stored["test_string_accuracy"] == metrics["test_string_accuracy"]
     assert 0 <= metrics["test_string_accuracy"] <= 1
     assert len(stored["test_position_accuracy"]) == 4 and stored["backbone"] == "small"
-    assert len(list((out / "captchas").glob("*.npz"))) == 3
+    caches = sorted((out / "captchas").glob("*.npz"))
+    assert len(caches) == 3 and all(path.stat().st_size > 0 for path in caches)
     model = keras.saving.load_model(out / "model.keras")
     assert [output.shape for output in model.outputs] == [(None, 26)] * 4
+    history = runs.read_history(out / "history.csv")
+    best = int(np.argmax(history["val_string_accuracy"]))
+    assert stored["best_epoch"] == best + 1 and len(history["seconds"]) == 2
+    with np.load(next((out / "captchas").glob("validation-*.npz"))) as validation:
+        predictions = script.predict_labels(model, validation["images"])
+        accuracy, _ = script.string_accuracy(predictions, validation["labels"])
+    assert accuracy == pytest.approx(history["val_string_accuracy"][best])  # the best epoch's model
+    assert accuracy == pytest.approx(stored["validation_string_accuracy"])
 
+
+def test_cosine_recipe_decays_the_learning_rate_to_zero_over_the_run(finished_run):
+    out, _, metrics, _ = finished_run
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["recipe"] == "cpu" and stored["schedule"] == "cosine" and metrics["epochs"] == 2
+    assert stored["wall_seconds"] > 0 and stored["seconds_per_epoch"] > 0
+    model = keras.saving.load_model(out / "model.keras", compile=True)
+    schedule = model.optimizer._learning_rate  # the schedule (learning_rate is its current value)
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.decay_steps == 4  # 2 epochs of 2 batches: the batches fit was fed
+    assert float(schedule(0)) == pytest.approx(1e-3)
+    assert float(schedule(4)) == pytest.approx(0.0, abs=1e-9)
+    # 2 batches an epoch: the resumed epoch continued the schedule where the first one left it
+    assert int(model.optimizer.iterations) == 2 * stored["best_epoch"]
+
+
+def test_predict_reads_images_from_the_run_folder_or_its_model(finished_run, tmp_path, capsys):
+    out = finished_run[0]
     images = [tmp_path / "one.png", tmp_path / "two.jpg"]
     write_captcha(images[0], "abcd")
     write_captcha(images[1], "wxyz")
@@ -207,6 +290,155 @@ def test_main_smoke_run_writes_outputs_and_predict_reads_images(tmp_path, capsys
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(texts) == 2 and all(len(text) == 4 and set(text) <= set(script.CHARSET) for text in texts)
     assert printed == [f"{path}\t{text}" for path, text in zip(images, texts)]
+    assert script.main(["predict", "--model", str(out), *map(str, images)]) == texts
+
+
+def test_a_finished_run_is_reported_and_not_trained_again(finished_run, monkeypatch, capsys):
+    out, argv, _, _ = finished_run
+    before = {path: path.stat().st_mtime_ns for path in out.rglob("*")}
+    for name in ("generate_captchas", "build_model", "train"):
+        monkeypatch.setattr(script, name, None)  # calling any of them would fail
+    metrics = script.main(argv)
+    assert "holds a finished run" in capsys.readouterr().out
+    assert metrics == json.loads((out / "metrics.json").read_text())
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("*")} == before
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "seed_everything", interrupt)
+    argv = ["captcha_xception.py", "--quick", "--out", str(tmp_path / "r")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as raised:
+        runpy.run_path(script.__file__, run_name="__main__")  # the script as a command
+    assert raised.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted; rerun the same command to resume"
+    assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------------------- bad input
+def tiny_model():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+
+
+def dogs_run(tmp_path):
+    """A finished run of another script, with a real model.keras."""
+    run = runfolder.open_run("dogs_finetune", tmp_path / "dogs", {})
+    run.begin()
+    tiny_model().save(run.path / "model.keras")
+    run.finish({"accuracy": 0.5})
+    return run.path
+
+
+def captcha_run(tmp_path, model_text=None):
+    """A captcha run folder begun but not trained (no model.keras), or with `model_text` as one."""
+    run = runfolder.open_run(script.SCRIPT_NAME, tmp_path / "captcha", {})
+    run.begin()
+    if model_text is not None:
+        (run.path / "model.keras").write_text(model_text)
+    return run.path
+
+
+def text_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    return tmp_path / "notes.txt"
+
+
+def weights_file(tmp_path):
+    path = tmp_path / "captcha.weights.h5"
+    tiny_model().save_weights(path)
+    return path
+
+
+def loose_model(tmp_path):
+    (tmp_path / "loose").mkdir()
+    tiny_model().save(tmp_path / "loose" / "model.keras")
+    return tmp_path / "loose" / "model.keras"
+
+
+def unmarked_run(tmp_path):
+    """A folder with metrics.json but no script marker (made before runs were marked)."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "metrics.json").write_text('{"test_string_accuracy": 0.5}')
+    (tmp_path / "old" / "model.keras").write_text("x")
+    return tmp_path / "old"
+
+
+PREDICT_BAD_INPUTS = [  # (case, a function making the --model path, message)
+    ("another script's model.keras", lambda t: dogs_run(t) / "model.keras",
+     "a run of dogs_finetune, not of captcha_xception"),
+    ("another script's run folder", dogs_run, "a run of dogs_finetune, not of captcha_xception"),
+    ("a text file", text_file, "not a run folder of captcha_xception"),
+    ("a weights file", weights_file, "not a run folder of captcha_xception"),
+    ("a model.keras outside a run", loose_model, "not a run folder of captcha_xception"),
+    ("a missing file", lambda t: t / "missing.keras", "no such file or folder"),
+    ("a run without a model yet", captcha_run, "the run has no model.keras yet"),
+    ("a run whose model is not one", lambda t: captcha_run(t, "text"), "cannot load .*model.keras"),
+    ("an unmarked run", unmarked_run, "a run of an unknown script"),
+]
+
+
+@pytest.mark.parametrize("case, make_model, message", PREDICT_BAD_INPUTS,
+                         ids=[case[0] for case in PREDICT_BAD_INPUTS])
+def test_predict_refuses_what_is_not_a_model_of_this_script(case, make_model, message, tmp_path,
+                                                              refuses):
+    model = make_model(tmp_path)
+    refuses(lambda: script.main(["predict", "--model", str(model), str(tmp_path / "a.png")]),
+            match=message, untouched=tmp_path)
+
+
+def test_predict_refuses_a_file_that_is_not_an_image(finished_run, tmp_path, refuses):
+    (tmp_path / "abcd.png").write_text("not an image")
+    argv = ["predict", "--model", str(finished_run[0]), str(tmp_path / "abcd.png")]
+    refuses(lambda: script.main(argv), match="cannot read an image", untouched=finished_run[0])
+
+
+def few_images(tmp_path):
+    for k, text in enumerate(["abcd", "wxyz", "hell"]):
+        write_captcha(tmp_path / f"{k:04d}{text}.jpg", text)
+    return ["--data", str(tmp_path)]
+
+
+def out_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return ["--out", str(tmp_path / "file" / "run")]
+
+
+TRAIN_BAD_INPUTS = [  # (case, extra flags or a function making them, message)
+    ("out under a file", out_under_a_file, "file, not a folder"),
+    ("out of another script", lambda t: ["--out", str(dogs_run(t))], "a run of dogs_finetune, "),
+    ("changed settings", "finished", r"other settings: --epochs 2 \(now 3\)"),
+    ("data: three images", few_images, "3 usable images are too few"),
+    ("data: no images", lambda t: ["--data", str(t)], "no usable labelled captcha images"),
+    ("data: missing folder", lambda t: ["--data", str(t / "none")], "--data .*: not a folder"),
+    ("epochs 0", ["--epochs", "0"], "--epochs: 0 is not a positive integer"),
+    ("batch size -1", ["--batch-size", "-1"], "--batch-size: -1 is not a positive integer"),
+    ("learning rate 0", ["--learning-rate", "0"], "--learning-rate: 0 is not a positive number"),
+    ("train size 0", ["--train-size", "0"], "--train-size: 0 is not a positive integer"),
+    ("test size x", ["--test-size", "x"], "--test-size: 'x' is not a positive integer"),
+    ("workers 0", ["--workers", "0"], "--workers: 0 is not a positive integer"),
+    ("length 6-4", ["--length", "6-4"], "need 1 <= MIN <= MAX"),
+    ("variable length, softmax", ["--length", "4-6"], "needs --head ctc"),
+    ("repeated charset", ["--charset", "aab"], "without repeated characters"),
+    ("quick and another recipe", ["--quick"], "--quick is --recipe quick"),
+    ("devices x", ["--devices", "x"], "give a positive number or 'all'"),
+]
+
+
+@pytest.mark.parametrize("case, flags, message", TRAIN_BAD_INPUTS,
+                         ids=[case[0] for case in TRAIN_BAD_INPUTS])
+def test_bad_input_is_one_line_and_touches_nothing(case, flags, message, tmp_path, refuses,
+                                                   request):
+    argv, untouched = [*RUN, "--out", str(tmp_path / "r")], tmp_path
+    if flags == "finished":  # the finished run, rerun with another --epochs
+        out, argv, _, _ = request.getfixturevalue("finished_run")
+        flags, untouched = ["--epochs", "3"], out
+    elif callable(flags):
+        flags = flags(tmp_path)
+    refuses(lambda: script.main(argv + flags), match=message, untouched=untouched)
+    assert not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------------------- named recipes (issue #14)
@@ -224,23 +456,6 @@ def test_main_smoke_run_writes_outputs_and_predict_reads_images(tmp_path, capsys
 def test_recipes_set_defaults_and_explicit_flags_win(flags, expected):
     args = script.parse_arguments(flags)
     assert {name: getattr(args, name) for name in expected} == expected
-
-
-def test_quick_and_another_recipe_conflict():
-    with pytest.raises(SystemExit, match="--quick is --recipe quick"):
-        script.parse_arguments(["--quick", "--recipe", "cpu"])
-
-
-def test_cosine_recipe_decays_the_learning_rate_to_zero_over_the_run(tmp_path):
-    metrics = script.main(["--recipe", "cpu", "--train-size", "64", "--validation-size", "16", "--test-size",
-                           "16", "--epochs", "2", "--batch-size", "32", "--workers", "1", "--out", str(tmp_path)])
-    stored = json.loads((tmp_path / "metrics.json").read_text())
-    assert stored["recipe"] == "cpu" and stored["schedule"] == "cosine" and metrics["epochs"] == 2
-    assert stored["wall_seconds"] > 0 and stored["seconds_per_epoch"] > 0
-    model = keras.saving.load_model(tmp_path / "model.keras", compile=True)
-    schedule = model.optimizer._learning_rate  # the schedule object (learning_rate is its current value)
-    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.decay_steps == 4
-    assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(4)) == pytest.approx(0.0, abs=1e-9)
 
 
 # ------------------------------------------------ default recipe, mixed precision, several devices (issue #19)

@@ -1,12 +1,20 @@
 """Properties of cloze_lm.py (spec section 3, "Testable properties / 3. Cloze")."""
+import contextlib
+import csv
+import io
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
 import cloze_lm
+from common import runs
 
 TOY = """1 ||| 小 猫 喜欢 鱼 。
 2 ||| XXXXX 也 喜欢 鱼 。
@@ -265,41 +273,231 @@ def test_bucketing_reduces_padding():
     assert padded_per_real(True) < 0.8 * padded_per_real(False)
 
 
-def test_bad_model_folder_exits_with_one_line(tmp_path):
-    (tmp_path / "q.doc_query").write_text(TOY, encoding="utf-8")
-    with pytest.raises(SystemExit, match="error: --model"):
-        cloze_lm.main(["predict", "--model", str(tmp_path / "missing"), str(tmp_path / "q.doc_query")])
+# ------------------------------------------- the run folder: resume, reruns, bad input (issue #17)
+def write_questions(folder, name, story, count=12):
+    """FOLDER/NAME.doc_query and .answer: `count` questions blanking the animals of `story`."""
+    lines, answers = [], []
+    for k in range(count):
+        words = story.split()
+        position = [i for i, w in enumerate(words) if w in ("猫", "狗", "鱼", "兔子")][k % 5]
+        answers.append(f"<qid_{k}> ||| {words[position]}\n")
+        words[position] = "XXXXX"
+        lines += [f"1 ||| {' '.join(words)}", f"<qid_{k}> ||| XXXXX"]
+    (folder / f"{name}.answer").write_text("".join(answers), encoding="utf-8")
+    (folder / f"{name}.doc_query").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(folder / f"{name}.doc_query")
 
 
-@pytest.mark.recipe  # the default recipe (2-layer BiLSTM of 128, 128-d vectors, pointer over states), not --quick
+def history_epochs(path):
+    with open(path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in Path(folder).rglob("*")}
+
+
+def interrupt(patch, target, name, when):
+    """Ctrl-C in `target.name` when `when(*its arguments)`."""
+    original = getattr(target, name)
+
+    def stop(*args, **kwargs):
+        if when(*args):
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    patch.setattr(target, name, stop)
+
+
+TOY_STORY = " ".join(["小 猫 和 小 狗 在 河边 钓 鱼 ， 小 猫 钓 到 了 鱼 。",
+                      "小 狗 很 开心 ， 兔子 也 来 了 。"] * 3)
+VALID_STORY = "小 狗 和 兔子 在 河边 ， 小 狗 看见 了 鱼 ， 兔子 也 看见 了 鱼 ， 小 猫 来 了 。"
+INTERRUPTIONS = {  # Ctrl-C at the start of epoch 2; then after training, before metrics.json
+    "in epoch 2": (cloze_lm.Evaluator, "on_epoch_begin", lambda self, epoch, *_: epoch == 1),
+    "after training": (cloze_lm.runs, "plot_history", lambda *args: True),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The default model on toy questions, 2 epochs of 3 batches, evaluated every 2 batches:
+    interrupted twice (INTERRUPTIONS), rerun to the end; what each attempt left is recorded."""
+    folder = tmp_path_factory.mktemp("cloze")
+    toy = write_questions(folder, "toy", TOY_STORY)
+    valid = write_questions(folder, "valid", VALID_STORY)
+    out = folder / "run"
+    argv = ["train", "--sources", "none", "--train", toy, valid, "--valid", valid, "--epochs", "2",
+            "--batch-size", "4", "--w2v-epochs", "1", "--eval-every", "2", "--out", str(out)]
+    steps, stderr, stdout = {}, io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+        for step, (target, name, when) in INTERRUPTIONS.items():
+            with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as raised:
+                interrupt(patch, target, name, when)
+                runs.command_line(lambda: cloze_lm.main(argv))
+            steps[step] = {"code": raised.value.code, "files": snapshot(out),
+                           "history": history_epochs(out / "history.csv")}
+        metrics = cloze_lm.main(argv)
+    return SimpleNamespace(argv=argv, out=out, toy=toy, valid=valid, metrics=metrics, steps=steps,
+                           stderr=stderr.getvalue(), stdout=stdout.getvalue())
+
+
+@pytest.mark.recipe  # the default recipe (2-layer BiLSTM of 128, 128-d vectors; pointer)
 @pytest.mark.backend
-def test_smoke_train_and_predict(tmp_path, capsys):
-    def write(name, story):
-        lines, answers = [], []
-        for k in range(12):
-            words = story.split()
-            position = [i for i, w in enumerate(words) if w in ("猫", "狗", "鱼", "兔子")][k % 5]
-            answers.append(f"<qid_{k}> ||| {words[position]}\n")
-            words[position] = "XXXXX"
-            lines += [f"1 ||| {' '.join(words)}", f"<qid_{k}> ||| XXXXX"]
-        (tmp_path / f"{name}.answer").write_text("".join(answers), encoding="utf-8")
-        (tmp_path / f"{name}.doc_query").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return str(tmp_path / f"{name}.doc_query")
-
-    toy = write("toy", " ".join(["小 猫 和 小 狗 在 河边 钓 鱼 ， 小 猫 钓 到 了 鱼 。 小 狗 很 开心 ， 兔子 也 来 了 。"] * 3))
-    valid = write("valid", "小 狗 和 兔子 在 河边 ， 小 狗 看见 了 鱼 ， 兔子 也 看见 了 鱼 ， 小 猫 来 了 。")
-    out = tmp_path / "run"
-    metrics = cloze_lm.main(["train", "--sources", "none", "--train", toy, valid, "--valid", valid,
-                             "--epochs", "1", "--batch-size", "4", "--w2v-epochs", "1",
-                             "--eval-every", "0", "--out", str(out)])
-    assert metrics["recipe"]["dropped_overlapping_validation"] == {toy: 0, valid: 12}
+def test_smoke_train_and_predict(trained, capsys):
+    out, metrics = trained.out, trained.metrics
+    dropped = metrics["recipe"]["dropped_overlapping_validation"]
+    assert dropped == {trained.toy: 0, trained.valid: 12}
     for name in ("model.keras", "metrics.json", "history.csv", "valid.predictions", "vocabulary.txt"):
         assert (out / name).is_file(), name
+    assert not (out / "backup").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     assert metrics["parameters"]["trainable"] == 657_536 and 0 <= metrics["all_shared_accuracy"] <= 100
     capsys.readouterr()
-    cloze_lm.main(["predict", "--model", str(out), toy])
+    cloze_lm.main(["predict", "--model", str(out / "model.keras"), trained.toy])
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 12 and all(line.startswith(f"<qid_{k}> ||| ") for k, line in enumerate(printed))
+    assert len(printed) == 12
+    assert all(line.startswith(f"<qid_{k}> ||| ") for k, line in enumerate(printed))
+
+
+def test_interrupted_run_resumes_without_repeating_an_epoch_and_keeps_the_best(trained):
+    first, second = trained.steps["in epoch 2"], trained.steps["after training"]
+    assert first["code"] == second["code"] == 130
+    assert trained.stderr.count("interrupted; rerun the same command to resume") == 2
+    assert "Traceback" not in trained.stderr
+    assert first["history"] == [0] and second["history"] == [0, 1]
+    assert history_epochs(trained.out / "history.csv") == [0, 1]
+    assert "metrics.json" not in first["files"] and "metrics.json" not in second["files"]
+    assert "finished earlier at epoch 2" in trained.stdout  # the third attempt trained nothing
+    selection = json.loads((trained.out / "selection.json").read_text())
+    # every 2 batches, counted across the resume as without one
+    evaluations = [(entry["epoch"], entry["at"]) for entry in selection["log"]]
+    assert evaluations == [(1, "batch 2"), (1, "end"), (2, "batch 1"), (2, "end")]
+    best = max(entry["selection_accuracy"] for entry in selection["log"])
+    assert selection["best"] == trained.metrics["selected"]
+    assert selection["best"]["selection_accuracy"] == best
+    assert trained.metrics["selection_accuracy"] == pytest.approx(best)  # model.keras is the best
+
+
+def test_selection_keeps_the_best_model_across_a_resume(tmp_path, monkeypatch):
+    scores = iter([40.0, 60.0, 50.0, 70.0])
+    monkeypatch.setattr(cloze_lm, "predict_answers", lambda *args, **kwargs: {})
+    monkeypatch.setattr(cloze_lm, "accuracy", lambda *args: next(scores))
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+
+    def evaluator(epoch):  # a new process
+        callback = cloze_lm.Evaluator([], [], tmp_path, 0)
+        callback.set_model(model)
+        callback.set_params({"steps": 3})
+        callback.on_epoch_begin(epoch)
+        return callback
+
+    def evaluate(callback, epoch, weight):  # the model's weight tells which evaluation it was
+        model.layers[0].kernel.assign([[weight]])
+        return callback.evaluate(epoch, "end")
+
+    def kept():
+        model = cloze_lm.Evaluator([], [], tmp_path, 0).best_model(tmp_path / "model.keras")
+        return float(keras.ops.convert_to_numpy(model.layers[0].kernel)[0, 0])
+
+    first = evaluator(0)
+    assert [evaluate(first, 0, 1.0), evaluate(first, 1, 2.0)] == [40.0, 60.0]  # Ctrl-C in epoch 3
+    resumed = evaluator(1)  # epoch 2 is trained again
+    assert evaluate(resumed, 1, 3.0) == 50.0 and kept() == 2.0  # the model that scored 60 is kept
+    assert resumed.state["log"][1]["interrupted"] and "interrupted" not in resumed.state["log"][0]
+    assert evaluate(resumed, 2, 4.0) == 70.0 and kept() == 4.0
+    assert [p.name for p in (tmp_path / "backup").iterdir()] == ["selected-4.keras"]
+
+
+def test_finished_run_is_reported_and_not_trained_again(trained, capsys):
+    before = snapshot(trained.out)
+    assert cloze_lm.main(trained.argv) == json.loads((trained.out / "metrics.json").read_text())
+    assert "holds a finished run of cloze_lm" in capsys.readouterr().out
+    assert snapshot(trained.out) == before
+
+
+def test_changed_settings_are_one_line_and_touch_nothing(trained, refuses):
+    argv = [*trained.argv[:-2], "--max-side", "40", *trained.argv[-2:]]
+    refuses(lambda: cloze_lm.main(argv), match=r"other settings: --max-side 250 \(now 40\)",
+            untouched=trained.out)
+
+
+NUMBERS = (("--questions-per-document", "0"), ("--max-side", "-1"), ("--max-questions", "0"),
+           ("--w2v-epochs", "0"), ("--eval-every", "-1"), ("--epochs", "0"), ("--batch-size", "0"))
+
+
+def bad_input(case, tmp_path, trained):
+    """The command line of one bad input; it must leave tmp_path as it was."""
+    run, other, model = tmp_path / "run", tmp_path / "other", tmp_path / "run" / "model.keras"
+    shutil.copytree(trained.out, run)
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({"script": "simpler_wordvec", "settings": {}}))
+    (other / "model.keras").write_bytes(model.read_bytes())
+    for name, text in {"notes.txt": "not a model", "empty.doc_query": "", "empty.answer": "",
+                       "bad.doc_query": "1 ||| 小 猫 XXXXX\nbroken\n<qid_0> ||| q\n",
+                       "once.doc_query": "1 ||| 猫 XXXXX 狗\n<qid_0> ||| XXXXX\n",  # no word twice
+                       "once.answer": "<qid_0> ||| 猫\n"}.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / "x.weights.h5").write_bytes(b"\x89HDF\r\n")
+    if case == "unfinished run":
+        (run / "metrics.json").unlink()
+    elif case == "damaged model.keras":
+        model.write_bytes(b"PK\x03\x04 not a zip")
+    predict = ["predict", trained.toy, "--model"]
+    train = ["train", "--sources", "none", "--valid", trained.valid, "--out", str(tmp_path / "new")]
+    return {
+        "batch size -1": [*predict, str(run), "--batch-size", "-1"],
+        "batch size 0": [*predict, str(run), "--batch-size", "0"],
+        "another script's model": [*predict, str(other / "model.keras")],
+        "a text file as the model": [*predict, str(tmp_path / "notes.txt")],
+        "a weights file as the model": [*predict, str(tmp_path / "x.weights.h5")],
+        "missing model": [*predict, str(tmp_path / "missing")],
+        "unfinished run": [*predict, str(run)], "damaged model.keras": [*predict, str(run)],
+        "empty questions file": ["predict", str(tmp_path / "empty.doc_query"), "--model", str(run)],
+        "malformed questions file": ["predict", str(tmp_path / "bad.doc_query"), "--model",
+                                     str(run)],
+        "missing questions file": ["predict", str(tmp_path / "no.doc_query"), "--model", str(run)],
+        "output over the input": [*predict, str(run), "--output", trained.toy],
+        "baselines on an empty file": ["baselines", "--valid", str(tmp_path / "empty.doc_query")],
+        "baselines without answers": ["baselines", "--valid", str(tmp_path / "bad.doc_query")],
+        "train on an empty valid file": [*train, "--valid", str(tmp_path / "empty.doc_query")],
+        "out under a file": [*train, "--out", str(tmp_path / "notes.txt" / "run")],
+        "out holds other files": [*train, "--out", str(tmp_path)],
+        "out is another script's run": [*train, "--out", str(other)],
+        "no training questions": train,
+        "missing train file": [*train, "--train", str(tmp_path / "no.doc_query")],
+        "no word twice for word2vec": [*train, "--train", str(tmp_path / "once.doc_query")],
+        **{f"{flag} {value}": [*train, flag, value] for flag, value in NUMBERS},
+    }[case]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("batch size -1", "argument --batch-size: -1 is not a positive integer"),
+    ("batch size 0", "argument --batch-size: 0 is not a positive integer"),
+    ("another script's model", "a run of simpler_wordvec, not of cloze_lm"),
+    ("a text file as the model", "notes.txt: not a run folder of cloze_lm"),
+    ("a weights file as the model", "x.weights.h5: not a run folder of cloze_lm"),
+    ("missing model", "missing: no such file or folder"),
+    ("unfinished run", "the run has no metrics.json yet"),
+    ("damaged model.keras", r"model.keras: does not load \(\w+\)"),
+    ("empty questions file", "empty.doc_query: holds no questions"),
+    ("malformed questions file", r"bad.doc_query:2: expected 'N \|\|\| tokens'"),
+    ("missing questions file", "No such file or directory"),
+    ("output over the input", "is the questions file"),
+    ("baselines on an empty file", "empty.doc_query: holds no questions"),
+    ("baselines without answers", r"bad.doc_query: need cloze.valid.doc_query and .answer"),
+    ("train on an empty valid file", "empty.doc_query: holds no questions"),
+    ("out under a file", "notes.txt is a file, not a folder"),
+    ("out holds other files", "holds files but no run.json"),
+    ("out is another script's run", "is a run of simpler_wordvec, not of cloze_lm"),
+    ("no training questions", "no training questions"),
+    ("missing train file", "No such file or directory"),
+    ("no word twice for word2vec", "no word occurs twice in the word2vec corpus"),
+    *[(f"{flag} {value}", f"argument {flag}: {value} is not") for flag, value in NUMBERS],
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, refuses, case, message):
+    argv = bad_input(case, tmp_path, trained)
+    refuses(lambda: cloze_lm.main(argv), match=message, untouched=tmp_path)
 
 
 # ------------------------------------------------------------------- mixed precision, several devices (issue #19)

@@ -40,6 +40,7 @@ def test_changed_settings_are_one_line_naming_them_and_touch_nothing(tmp_path):
     ("under_a_file", "is a file, not a folder"),
     ("foreign_files", "holds files but no run.json"),
     ("bad_manifest", "not a readable JSON file"),
+    ("list_manifest", "not a JSON object"),
 ])
 def test_open_run_refuses_in_one_line(tmp_path, case, message):
     out = tmp_path / "run"
@@ -53,7 +54,7 @@ def test_open_run_refuses_in_one_line(tmp_path, case, message):
         (out / "notes.txt").write_text("mine")
     else:
         out.mkdir()
-        (out / "run.json").write_text("{half")
+        (out / "run.json").write_text("{half" if case == "bad_manifest" else "[1, 2]")
     with pytest.raises(SystemExit, match=message) as raised:
         runfolder.open_run("demo", out, {})
     assert "\n" not in str(raised.value)

@@ -3,6 +3,7 @@ helpers, and short real runs of the three experiments."""
 import csv
 import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -261,60 +262,207 @@ def test_sentence_pairs_stay_inside_a_paragraph():
     assert groups.tolist() == [0, 0, 2]
 
 
-# ---- command line --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [["smoothing", "--smoothing", "1.5"], ["triplet", "--data", "x"],
-                                  ["center", "--feature-dim", "1"], ["center", "--epochs", "0"]])
-def test_bad_arguments_exit_with_one_line(argv, tmp_path):
-    with pytest.raises(SystemExit, match="error: "):
-        custom_loss.main(argv + ["--out", str(tmp_path)])
-    assert not any(tmp_path.iterdir())
-
-
-def history_losses(path):
-    with open(path, newline="") as handle:
-        return [float(row["loss"]) for row in csv.DictReader(handle)]
-
-
-@pytest.fixture
-def tiny_quick(monkeypatch):
-    """Quick runs cut further for the test budget: 500 training items, 2 epochs, smaller real test sets."""
+# ---- command line -------------------------------------------------------------------------------
+def shrink(patch):
+    """Quick runs cut further for the test budget: 500 training items, 2 epochs, fewer tests."""
     for name in custom_loss.QUICK:
-        monkeypatch.setitem(custom_loss.QUICK, name, dict(train=500, validation=200, epochs=2))
-    load_fashion_mnist, load_peoples_daily = custom_loss.load_fashion_mnist, custom_loss.load_peoples_daily
+        patch.setitem(custom_loss.QUICK, name, {"train": 500, "validation": 200, "epochs": 2})
+    load_fashion_mnist = custom_loss.load_fashion_mnist
+    load_peoples_daily = custom_loss.load_peoples_daily
 
     def fewer_images(data_dir):
         (x_train, y_train), (x_test, y_test) = load_fashion_mnist(data_dir)
         return (x_train, y_train), (x_test[:2000], y_test[:2000])
 
-    monkeypatch.setattr(custom_loss, "load_fashion_mnist", fewer_images)
-    monkeypatch.setattr(custom_loss, "load_peoples_daily", lambda: load_peoples_daily()[:6000])
+    patch.setattr(custom_loss, "load_fashion_mnist", fewer_images)
+    patch.setattr(custom_loss, "load_peoples_daily", lambda: load_peoples_daily()[:6000])
 
 
-@pytest.mark.parametrize("experiment, extra", [("smoothing", []), ("center", ["--feature-dim", "2"]),
+@pytest.fixture
+def tiny_quick(monkeypatch):
+    shrink(monkeypatch)
+
+
+def history_column(path, column="loss"):
+    with open(path, newline="") as handle:
+        return [float(row[column]) for row in csv.DictReader(handle)]
+
+
+def check_outputs(experiment, out, metrics):
+    assert metrics["experiment"] == experiment
+    assert metrics["environment"]["backend"] == keras.backend.backend()
+    histories = sorted(out.glob("history_*.csv"))
+    assert histories and all(loss[-1] < loss[0] for loss in map(history_column, histories))
+    plots = {"smoothing": "reliability.png", "center": "features.png", "triplet": "history_triplet.png"}
+    assert (out / plots[experiment]).stat().st_size > 0
+    for model_file in out.glob("*.keras"):
+        keras.saving.load_model(model_file, compile=False)
+    assert json.loads((out / "run.json").read_text())["script"] == "custom_loss"
+    assert not list(out.glob("backup*"))  # the resume state goes once metrics.json is written
+    test = metrics["test"]
+    if experiment == "triplet":
+        # 500 pairs are too few for the LSTM to generalise; next sentences share words, so bag-of-words must
+        assert test["bag_of_words_cosine"]["mrr"] > test["random"]["mrr"]
+        assert test["random"]["recall_at_1"] == 0.01
+        assert 0 <= test["triplet_lstm"]["recall_at_1"] <= test["triplet_lstm"]["mrr"] <= 1
+    else:
+        assert all(0 <= result["accuracy"] <= 1 for result in test.values())
+
+
+@pytest.mark.parametrize("experiment, extra", [("center", ["--feature-dim", "2"]),
                                                ("triplet", ["--form", "add_loss"])])
 def test_quick_run_learns_and_writes_outputs(experiment, extra, tiny_quick, shared_data, tmp_path):
     data = [] if experiment == "triplet" else ["--data", str(shared_data / "fashion-mnist")]
-    custom_loss.main([experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data, *extra])
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["experiment"] == experiment and metrics["environment"]["backend"] == keras.backend.backend()
-    histories = sorted(tmp_path.glob("history_*.csv"))
-    assert histories and all(losses[-1] < losses[0] for losses in map(history_losses, histories))
-    plots = {"smoothing": "reliability.png", "center": "features.png", "triplet": "history_triplet.png"}
-    assert (tmp_path / plots[experiment]).stat().st_size > 0
-    for model_file in tmp_path.glob("*.keras"):
-        keras.saving.load_model(model_file, compile=False)
-    if experiment == "triplet":
-        test = metrics["test"]
-        # 500 pairs are too few for the LSTM to generalise; next sentences share words, so bag-of-words must
-        assert test["bag_of_words_cosine"]["mrr"] > test["random"]["mrr"] and test["random"]["recall_at_1"] == 0.01
-        assert 0 <= test["triplet_lstm"]["recall_at_1"] <= test["triplet_lstm"]["mrr"] <= 1
-    else:
-        assert all(0 <= result["accuracy"] <= 1 for result in metrics["test"].values())
-    if experiment == "smoothing":  # a rerun with the same --out reuses the finished weights instead of retraining
-        modified = {path.name: path.stat().st_mtime for path in histories}
-        again = custom_loss.main([experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data])
-        assert again["test"]["plain"]["accuracy"] == metrics["test"]["plain"]["accuracy"]
-        assert modified == {path.name: path.stat().st_mtime for path in sorted(tmp_path.glob("history_*.csv"))}
+    custom_loss.main([experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data,
+                      *extra])
+    check_outputs(experiment, tmp_path, json.loads((tmp_path / "metrics.json").read_text()))
+
+
+QUICK_SMOOTHING = ["smoothing", "--quick", "--batch-size", "50", "--epochs", "3", "--data", "DATA"]
+
+
+def smoothing_flags(out, shared_data):
+    return [*QUICK_SMOOTHING[:-1], str(shared_data / "fashion-mnist"), "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def smoothing_run(tmp_path_factory, shared_data):
+    """`smoothing --quick` stopped by Ctrl-C as plain's second epoch starts, then run to the end."""
+    out = tmp_path_factory.mktemp("smoothing") / "run"
+    real_fit = custom_loss.runfolder.fit
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    def interrupted_fit(model, *data, name="", callbacks=(), **options):
+        stop = [CtrlC()] if name == "plain" else []
+        return real_fit(model, *data, name=name, callbacks=[*callbacks, *stop], **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        shrink(patch)
+        with patch.context() as stop:
+            stop.setattr(custom_loss.runfolder, "fit", interrupted_fit)
+            with pytest.raises(KeyboardInterrupt):
+                custom_loss.main(smoothing_flags(out, shared_data))
+        interrupted = sorted(path.name for path in out.iterdir())
+        plain_epochs = history_column(out / "history_plain.csv", "epoch")
+        custom_loss.main(smoothing_flags(out, shared_data))
+    return out, json.loads((out / "metrics.json").read_text()), interrupted, plain_epochs
+
+
+def test_quick_smoothing_run_learns_and_writes_outputs(smoothing_run):
+    out, metrics, _, _ = smoothing_run
+    check_outputs("smoothing", out, metrics)
+
+
+def test_interrupted_run_resumes_without_repeating_an_epoch_and_keeps_the_best(smoothing_run):
+    out, metrics, interrupted, plain_epochs = smoothing_run
+    assert plain_epochs == [0] and "history_smoothed.csv" not in interrupted
+    assert "metrics.json" not in interrupted
+    for name in ("plain", "smoothed"):
+        history = out / f"history_{name}.csv"
+        assert history_column(history, "epoch") == [0, 1, 2]
+        best = int(np.argmin(history_column(history, "val_loss")))  # the epoch that is kept
+        assert metrics["validation"][name]["accuracy"] == pytest.approx(
+            history_column(history, "val_accuracy")[best], abs=1e-6)
+
+
+def snapshot(folder):
+    return {path.name: path.stat().st_mtime_ns for path in sorted(folder.rglob("*"))}
+
+
+def test_finished_run_rerun_reports_and_trains_nothing(smoothing_run, shared_data, capsys):
+    out, metrics, _, _ = smoothing_run
+    before = snapshot(out)
+    again = custom_loss.main(smoothing_flags(out, shared_data))  # unpatched: loads nothing
+    assert again["test"] == metrics["test"] and again["script"] == "custom_loss"
+    assert snapshot(out) == before
+    assert "holds a finished run of custom_loss" in capsys.readouterr().out
+
+
+def flipped_fashion_mnist(folder, data):
+    """The four files, one bit flipped in t10k-labels' deflate stream (a zlib.error, not a CRC)."""
+    folder.mkdir()
+    for source in data.glob("*.gz"):
+        (folder / source.name).symlink_to(source)
+    raw = bytearray((data / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    raw[40] ^= 1
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(raw)
+    return folder
+
+
+BAD_INPUTS = {  # id: (arguments, message); FINISHED: the finished smoothing run; NEW: a fresh --out
+    "changed_setting": ([*QUICK_SMOOTHING, "--out", "FINISHED", "--smoothing", "0.5"],
+                        r"other settings: --smoothing 0.1 \(now 0.5\); rerun"),
+    "other_experiment": (["center", *QUICK_SMOOTHING[1:], "--out", "FINISHED"],
+                         r"other settings: .*--experiment smoothing \(now center\)"),
+    "out_under_a_file": ([*QUICK_SMOOTHING, "--out", "FILE/run"], r"FILE is a file, not a folder"),
+    "out_holds_other_files": ([*QUICK_SMOOTHING, "--out", "FOREIGN"], r"holds files but no run"),
+    "flipped_gz": ([*QUICK_SMOOTHING, "--out", "NEW", "--data", "FLIPPED"],
+                   r"FLIPPED/t10k-labels-idx1-ubyte.gz: not a readable gzip"),
+    "missing_gz": ([*QUICK_SMOOTHING, "--out", "NEW", "--data", "HALF"],
+                   r"missing train-images-idx3-ubyte.gz"),
+    "no_data_folder": ([*QUICK_SMOOTHING, "--out", "NEW", "--data", "NEW/absent"],
+                       r"absent: not a folder"),
+    "smoothing_above_1": ([*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1.5"],
+                          r"1.5 is not a number in \[0, 1\]"),
+    "smoothing_1": ([*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1"],
+                    r"--smoothing must be in \[0, 1\)"),
+    "smoothing_nan": ([*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "nan"],
+                      r"nan is not a number in \[0, 1\]"),
+    "feature_dim_1": ([*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "1"],
+                      r"--feature-dim must be at least 2"),
+    "feature_dim_0": ([*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "0"],
+                      r"0 is not a positive integer"),
+    "epochs_0": ([*QUICK_SMOOTHING, "--out", "NEW", "--epochs", "0"], r"0 is not a positive int"),
+    "batch_size_negative": ([*QUICK_SMOOTHING, "--out", "NEW", "--batch-size", "-3"],
+                            r"-3 is not a positive integer"),
+    "margin_0": (["triplet", "--out", "NEW", "--margin", "0"], r"0 is not a positive number"),
+    "triplet_data": (["triplet", "--out", "NEW", "--data", "x"], r"--data is not used"),
+    "center_weight_negative": (["center", "--out", "NEW", "--center-weight", "-1"],
+                               r"-1 is not a number ≥ 0"),
+    "center_feature_dim_1": (["center", "--out", "NEW", "--feature-dim", "1"],
+                             r"--feature-dim must be at least 2"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_touches_nothing(case, smoothing_run, shared_data, tmp_path,
+                                                   refuses):
+    """Issue #17: one line, exit status ≠ 0, no traceback, and the folders stay as they were."""
+    argv, message = BAD_INPUTS[case]
+    places = {"FINISHED": smoothing_run[0], "DATA": shared_data / "fashion-mnist",
+              **{name: tmp_path / name for name in ("FILE", "FOREIGN", "HALF", "FLIPPED")},
+              "NEW": tmp_path / "run"}
+    places["FILE"].write_text("not a folder")
+    places["FOREIGN"].mkdir()
+    (places["FOREIGN"] / "notes.txt").write_text("mine")
+    places["HALF"].mkdir()
+    (places["HALF"] / "train-labels-idx1-ubyte.gz").symlink_to(
+        places["DATA"] / "train-labels-idx1-ubyte.gz")
+    if case == "flipped_gz":
+        flipped_fashion_mnist(places["FLIPPED"], places["DATA"])
+    head = [arg.split("/", 1) for arg in argv]
+    argv = [str(places[part[0]].joinpath(*part[1:])) if part[0] in places else arg
+            for part, arg in zip(head, argv)]
+    untouched = places["FINISHED"] if "FINISHED" in BAD_INPUTS[case][0] else tmp_path
+    refuses(lambda: custom_loss.main(argv), match=message, untouched=untouched)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
+    """The __main__ block turns Ctrl-C into one line and exit status 130 (runs.command_line)."""
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(custom_loss, "parse_arguments", interrupted)
+    source = Path(custom_loss.__file__).read_text(encoding="utf-8")
+    guard = source[source.index('\nif __name__ == "__main__":'):]
+    namespace = {**vars(custom_loss), "__name__": "__main__"}
+    expected = "^interrupted; rerun the same command to resume$"
+    refuses(lambda: exec(guard, namespace), match=expected)  # noqa: S102
 
 
 # ------------------------------------------------------------------------------------ default recipe (issue #19)

@@ -2,6 +2,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -233,78 +234,235 @@ def test_cache_is_reused_and_epochs_decode_nothing(tmp_path, monkeypatch):
     assert len(calls) == 12 and isinstance(images, np.memmap)
 
 
-# --------------------------------------------------------------------------------------- runs end to end
+# ------------------------------------------------------------------------------- runs end to end
 @pytest.fixture(scope="module")
 def resumed_quick_run(tmp_path_factory):
-    """`main --quick` interrupted in stage 2, rerun with the same --out (and --pseudo-label) to the end."""
-    out = tmp_path_factory.mktemp("dogs") / "run"
-    flags = ["--quick", "--out", str(out), "--weights", "none", "--epochs", "2", "--steps-per-epoch", "1",
-             "--batch-size", "8", "--workers", "2"]
-    epochs_run = []
+    """`main --quick --pseudo-label` stopped by Ctrl-C twice, then run to the end, same command each
+    time: first as stage 2's second epoch starts, then in stage 2's validation (after its epochs).
+    """
+    folder = tmp_path_factory.mktemp("dogs")
+    out, unlabelled = folder / "run", folder / "unlabelled"
+    unlabelled.mkdir()
+    pool = dogs.write_synthetic_dogs(folder / "pool", seed=2017)  # the images --quick will draw
+    for path in sorted((pool / "Images").rglob("*_20.jpg"))[:4]:
+        shutil.copy(path, unlabelled / path.name)
+    flags = ["--quick", "--out", str(out), "--weights", "none", "--epochs", "2",
+             "--steps-per-epoch", "1", "--batch-size", "8", "--workers", "2",
+             "--pseudo-label", str(unlabelled), "--pseudo-threshold", "0.01"]
+    epochs_run, progress = [], []
+    real_fit = dogs.runfolder.fit
 
-    class Interrupt(keras.callbacks.Callback):
-        def __init__(self, stage):
+    class Watch(keras.callbacks.Callback):
+        def __init__(self, stage, stop_at):
             super().__init__()
-            self.stage = stage
+            self.stage, self.stop_at = stage, stop_at
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if (self.stage, epoch) == self.stop_at:
+                raise KeyboardInterrupt
 
         def on_epoch_end(self, epoch, logs=None):
             epochs_run.append((self.stage, epoch))
-            if self.stage == "stage2" and interrupting:
-                raise KeyboardInterrupt
 
-    real_callbacks = dogs.stage_callbacks
+    def fit_stopping_at(stop_at):
+        return lambda model, *data, name="", **options: real_fit(
+            model, *data, name=name, callbacks=[Watch(name, stop_at)], **options)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dogs, "stage_callbacks",
-                      lambda run_dir, stage: real_callbacks(run_dir, stage) + [Interrupt(stage)])
-        interrupting = True
+        patch.setattr(dogs.runfolder, "fit", fit_stopping_at(("stage2", 1)))
         with pytest.raises(KeyboardInterrupt):
             dogs.main(flags)
-        after_interrupt = json.loads((out / "progress.json").read_text())
-        unlabelled = out / "unlabelled"
-        unlabelled.mkdir()
-        for path in sorted((out / "synthetic_dogs" / "Images").rglob("*_20.jpg"))[:4]:
-            shutil.copy(path, unlabelled / path.name)
-        interrupting = False
-        metrics = dogs.main(flags + ["--pseudo-label", str(unlabelled), "--pseudo-threshold", "0.01"])
-    return out, metrics, after_interrupt, epochs_run
+        progress.append(json.loads((out / "progress.json").read_text()))
+        patch.setattr(dogs.runfolder, "fit", fit_stopping_at(None))
+        with patch.context() as validation:
+            validation.setattr(dogs, "predict_heads", ctrl_c)  # stage 2 trained, not validated
+            with pytest.raises(KeyboardInterrupt):
+                dogs.main(flags)
+        progress.append(json.loads((out / "progress.json").read_text()))
+        history_stage2 = history_epochs(out / "history_stage2.csv")
+        metrics = dogs.main(flags)
+    return out, flags, metrics, progress, epochs_run, history_stage2
+
+
+def history_epochs(path):
+    with open(path) as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
 def test_resume_skips_finished_stages_and_continues_the_interrupted_epoch(resumed_quick_run):
-    out, metrics, after_interrupt, epochs_run = resumed_quick_run
-    assert after_interrupt["finished"] == ["stage1"]
-    assert epochs_run == [("stage1", 0), ("stage1", 1), ("stage2", 0),  # first run, stopped after stage2's epoch 0
-                          ("stage2", 1), ("stage3", 0), ("stage3", 1), ("pseudo", 0), ("pseudo", 1)]
+    out, _, _, progress, epochs_run, history_stage2 = resumed_quick_run
+    assert [record["finished"] for record in progress] == [["stage1"], ["stage1"]]
+    assert history_stage2 == [0, 1]  # stage 2 had trained when its validation was interrupted
+    assert epochs_run == [("stage1", 0), ("stage1", 1), ("stage2", 0),  # run 1: Ctrl-C in stage 2
+                          ("stage2", 1),  # run 2: Ctrl-C in stage 2's validation
+                          ("stage3", 0), ("stage3", 1), ("pseudo", 0), ("pseudo", 1)]  # run 3
     with open(out / "history.csv") as handle:
-        assert [row["stage"] for row in csv.DictReader(handle)] == ["stage1"] * 2 + ["stage2"] * 2 + ["stage3"] * 2 \
-            + ["pseudo"] * 2
-    assert not (out / "backup" / "stage2").exists()
+        rows = list(csv.DictReader(handle))
+    assert [(row["stage"], int(row["epoch"])) for row in rows] == [
+        (stage, epoch) for stage in ("stage1", "stage2", "stage3", "pseudo") for epoch in (0, 1)]
+    assert not list(out.glob("backup*"))  # the resume state goes with the finished run
+
+
+def test_finished_run_rerun_reports_and_trains_nothing(resumed_quick_run, capsys):
+    out, flags, metrics, _, _, _ = resumed_quick_run
+    before = {path: path.stat().st_mtime_ns for path in out.rglob("*")}
+    again = dogs.main(flags)
+    assert again["test"] == metrics["test"] and again["script"] == "dogs_finetune"
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("*")} == before
+    assert "holds a finished run of dogs_finetune" in capsys.readouterr().out
 
 
 def test_quick_run_writes_outputs_that_load(resumed_quick_run):
-    out, metrics, _, _ = resumed_quick_run
-    for name in ("model.keras", "metrics.json", "classes.json", "history.csv", "history.png", "per_class.csv",
-                 "confused_pairs.png"):
+    out, flags, _, _, _, _ = resumed_quick_run
+    for name in ("model.keras", "metrics.json", "classes.json", "history.csv", "history.png",
+                 "per_class.csv", "confused_pairs.png", "run.json"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["synthetic"] is True and saved["layout"] == "stanford" and saved["test"]["images"] == 64
+    assert saved["synthetic"] is True and saved["layout"] == "stanford"
+    assert saved["test"]["images"] == 64
     assert set(saved["stages"]) == {"stage1", "stage2", "stage3", "pseudo"}
-    assert saved["pseudo_label"] == {"folder": str(out / "unlabelled"), "threshold": 0.01, "added": 4,
-                                     "candidates": 4}
+    assert saved["pseudo_label"] == {"folder": flags[flags.index("--pseudo-label") + 1],
+                                     "threshold": 0.01, "added": 4, "candidates": 4}
     assert 0 <= saved["validation"]["alpha"] <= 1
     with open(out / "per_class.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 8
 
 
 def test_predict_writes_top5_breeds_with_probabilities(resumed_quick_run, tmp_path):
-    out, _, _, _ = resumed_quick_run
-    dogs.main(["predict", "--model", str(out), str(out / "unlabelled"), "--csv", str(tmp_path / "top5.csv")])
+    out, flags, _, _, _, _ = resumed_quick_run
+    unlabelled = flags[flags.index("--pseudo-label") + 1]
+    dogs.main(["predict", "--model", str(out / "model.keras"), unlabelled,
+               "--csv", str(tmp_path / "top5.csv")])
     with open(tmp_path / "top5.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and rows[0]["breed_1"].startswith("synthetic_breed_")
     probabilities = [float(rows[0][f"probability_{k}"]) for k in range(1, 6)]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-3
-    with pytest.raises(SystemExit, match="^error: "):
-        dogs.main(["predict", "--model", str(tmp_path), str(out / "unlabelled")])
+
+
+def test_cache_writes_are_atomic_and_stale_partials_are_removed(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    paths = [tmp_path / "images" / f"{k}.jpg" for k in range(6)]
+    for path in paths:
+        _write_jpeg(path, rng)
+    dogs.build_cache(paths, 32, tmp_path / "done", workers=1)
+    stem = next((tmp_path / "done").glob("*.npy")).stem
+    real_decode, calls = dogs.decode_image, []
+
+    def ctrl_c_on_the_third(path, size):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_decode(path, size)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dogs, "decode_image", ctrl_c_on_the_third)
+        with pytest.raises(KeyboardInterrupt):
+            dogs.build_cache(paths, 32, tmp_path / "interrupted", workers=1)
+    assert not list((tmp_path / "interrupted").iterdir())  # no partial file under any name
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in (f".{stem}.k1ll3d.npy", f"{stem}.4242.partial.npy"):  # a SIGKILL's leftovers,
+        (killed / name).write_bytes(b"half")  # named as now and as older versions did
+    images, readable, _ = dogs.build_cache(paths, 32, killed, workers=1)
+    assert sorted(path.name for path in killed.iterdir()) == [f"{stem}.json", f"{stem}.npy"]
+    assert images.shape == (6, 32, 32, 3) and readable.all()
+
+
+def fake_run(folder, script="dogs_finetune", classes=None, model=b"not a zip"):
+    """A run folder with run.json, classes.json and model.keras as given (nothing trained)."""
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"script": script, "settings": {}}))
+    classes = classes or {"classes": ["a", "b"], "alpha": 0.5, "image_size": 71}
+    (folder / "classes.json").write_text(json.dumps(classes))
+    (folder / "model.keras").write_bytes(model)
+    return folder
+
+
+NEW, IMAGE = ["--out", "NEW"], "IMAGES/a"
+POSITIVE = r"0 is not a positive integer"
+FOREIGN = r"a run of custom_loss, not of dogs_finetune"
+BAD_INPUTS = {  # id: (arguments, message); FLAGS: the finished run's command, NEW: a fresh --out
+    "changed_setting": (["FLAGS", "--epochs", "1"], r"other settings: --epochs 2 \(now 1\); rerun"),
+    "out_under_a_file": (["--quick", "--out", "FILE/run"], r"FILE is a file, not a folder"),
+    "out_of_another_script": (["--quick", "--out", "OTHER"], FOREIGN),
+    "out_holds_other_files": (["--quick", "--out", "IMAGES"], r"holds files but no run.json"),
+    "cache_under_a_file": (["--quick", *NEW, "--cache", "FILE/cache"], r"FILE is a file, not a"),
+    "cache_is_a_file": (["--quick", *NEW, "--cache", "FILE"], r"FILE is a file, not a folder"),
+    "no_data": (NEW, r"pass --data DIR"),
+    "data_missing": (["--data", "NEW/absent", *NEW], r"absent: no such folder"),
+    "data_without_classes": (["--data", "EMPTY", *NEW], r"no class folders"),
+    "image_size_70": (["--data", "IMAGES", "--image-size", "70", *NEW], r"--image-size ≥ 71"),
+    "image_size_0": (["--quick", "--image-size", "0", *NEW], POSITIVE),
+    "epochs_0": (["--quick", "--epochs", "0", *NEW], POSITIVE),
+    "steps_0": (["--quick", "--steps-per-epoch", "0", *NEW], POSITIVE),
+    "workers_0": (["--quick", "--workers", "0", *NEW], POSITIVE),
+    "batch_size_1": (["--quick", "--batch-size", "1", *NEW], r"--batch-size ≥ 2"),
+    "pseudo_threshold_0": (["--quick", "--pseudo-threshold", "0", *NEW], r"must be in \(0, 1\]"),
+    "pseudo_threshold_2": (["--quick", "--pseudo-threshold", "2", *NEW], r"not a number in \[0, 1"),
+    "pseudo_label_missing": (["--quick", "--pseudo-label", "NEW/absent", *NEW],
+                             r"absent: not a folder of images"),
+    "pseudo_label_empty": (["--quick", "--pseudo-label", "EMPTY", *NEW], r"not a folder of images"),
+    "devices_64": (["--quick", "--devices", "64", *NEW], r"--devices 64: "),
+    "predict_top_0": (["predict", "--model", "FAKE", IMAGE, "--top", "0"], POSITIVE),
+    "predict_model_of_another_script": (["predict", "--model", "OTHER/model.keras", IMAGE],
+                                        FOREIGN),
+    "predict_model_text_file": (["predict", "--model", "FILE", IMAGE], r"not a run folder of dogs"),
+    "predict_model_weights_file": (["predict", "--model", "IMAGES/x.weights.h5", IMAGE],
+                                   r"not a run folder of dogs_finetune"),
+    "predict_model_missing": (["predict", "--model", "NEW", IMAGE], r"no such file or folder"),
+    "predict_unfinished_run": (["predict", "--model", "UNFINISHED", IMAGE], r"no model.keras.*yet"),
+    "predict_classes_without_alpha": (["predict", "--model", "NOALPHA", IMAGE],
+                                      r"classes.json: expected keys classes, alpha, image_size"),
+    "predict_classes_not_json": (["predict", "--model", "BADJSON", IMAGE], r"not a readable JSON"),
+    "predict_damaged_model": (["predict", "--model", "FAKE", IMAGE], r"model.keras: cannot be"),
+    "predict_no_images": (["predict", "--model", "FAKE", "NEW/absent.jpg"], r"no image file or"),
+    "predict_csv_under_a_file": (["predict", "--model", "FAKE", IMAGE, "--csv", "FILE/top5.csv"],
+                                 r"--csv .*FILE: .*FILE is a file, not a folder"),
+    "predict_csv_is_a_folder": (["predict", "--model", "FAKE", IMAGE, "--csv", "IMAGES"],
+                                r"IMAGES: is a folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_touches_nothing(case, resumed_quick_run, tmp_path, refuses):
+    """Issue #17: one line, exit status ≠ 0, no traceback, and the folders stay as they were."""
+    argv, message = BAD_INPUTS[case]
+    places = {name: tmp_path / name for name in ("FILE", "EMPTY", "IMAGES", "UNFINISHED")}
+    places.update(NEW=tmp_path / "run", FAKE=fake_run(tmp_path / "FAKE"),
+                  OTHER=fake_run(tmp_path / "OTHER", "custom_loss"),
+                  NOALPHA=fake_run(tmp_path / "NOALPHA", classes={"classes": [], "image_size": 7}),
+                  BADJSON=fake_run(tmp_path / "BADJSON"))
+    (places["BADJSON"] / "classes.json").write_text("{half")
+    dogs.runfolder.open_run("dogs_finetune", places["UNFINISHED"], {}).begin()
+    places["FILE"].write_text("not a folder")
+    places["EMPTY"].mkdir()
+    _write_jpeg(places["IMAGES"] / "a" / "0.jpg", np.random.default_rng(0))
+    (places["IMAGES"] / "x.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    parts = [arg.split("/") for arg in argv]
+    argv = [str(places[part[0]].joinpath(*part[1:])) if part[0] in places else arg
+            for part, arg in zip(parts, argv)]
+    if argv[0] == "FLAGS":  # the finished run's command with one setting changed
+        argv = [*resumed_quick_run[1], *argv[1:]]
+    untouched = resumed_quick_run[0] if case == "changed_setting" else tmp_path
+    refuses(lambda: dogs.main(argv), match=message, untouched=untouched)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
+    """The __main__ block turns Ctrl-C into one line and exit status 130 (runs.command_line)."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dogs.runfolder, "open_run", interrupted)
+    monkeypatch.setattr(dogs.sys, "argv", ["dogs_finetune.py", "--quick"])
+    source = Path(dogs.__file__).read_text(encoding="utf-8")
+    guard = source[source.index('\nif __name__ == "__main__":'):]
+    namespace = {**vars(dogs), "__name__": "__main__"}
+    expected = "^interrupted; rerun the same command to resume$"
+    refuses(lambda: exec(guard, namespace), match=expected)  # noqa: S102
 
 
 # ------------------------------------------------ default recipe, mixed precision, several devices (issue #19)
@@ -357,9 +515,3 @@ def test_mixed_precision_keeps_both_heads_and_the_centre_loss_float32():
     assert backbone.get_layer("block1_conv1").compute_dtype == "bfloat16" and np.isfinite(loss)
     assert [keras.backend.standardize_dtype(output.dtype) for output in outputs] == ["float32"] * 3
     assert model.get_layer("l2").centers.embeddings.dtype == "float32"
-
-
-def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
-    with pytest.raises(SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"):
-        dogs.main(["--quick", "--devices", "64", "--out", str(tmp_path / "run")])
-    assert not (tmp_path / "run").exists()

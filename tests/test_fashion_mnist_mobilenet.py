@@ -2,15 +2,17 @@
 
 The Fashion-MNIST loader itself (counts, corrupted files) is tested in test_common_datasets.py.
 """
+import csv
 import json
-import re
+import runpy
+import sys
 
 import keras
 import numpy as np
 import pytest
 
 import fashion_mnist_mobilenet as script
-from common import datasets
+from common import datasets, runfolder, runs
 
 
 @pytest.fixture(scope="module")
@@ -157,59 +159,172 @@ class RecordEpochs(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.started.append(epoch)
         if epoch == self.interrupt_at:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # what Ctrl-C raises
+
+
+def history_epochs(path):
+    with open(path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
 @pytest.mark.backend
-def test_interrupted_training_resumes_after_the_last_epoch(tmp_path):
+def test_interrupted_training_resumes_after_the_last_epoch_and_keeps_the_best(tmp_path):
     rng = np.random.default_rng(6)
     batches = script.ImageBatches(rng.integers(0, 256, (64, 8, 8), dtype=np.uint8), rng.integers(0, 10, 64),
                                   batch_size=32, shuffle=True)
     first = RecordEpochs(interrupt_at=1)
     with pytest.raises(KeyboardInterrupt):
         script.train(tiny_classifier(), batches, batches, 3, tmp_path, [first])
-    second = RecordEpochs()
-    history, _ = script.train(tiny_classifier(), batches, batches, 3, tmp_path, [second])
+    assert history_epochs(tmp_path / "history.csv") == [0]
+    second, model = RecordEpochs(), tiny_classifier()  # a new process: a new model, the same folder
+    history, best = script.train(model, batches, batches, 3, tmp_path, [second])
     assert first.started == [0, 1] and second.started == [1, 2]
-    assert len(history["val_accuracy"]) == 3  # one history.csv row per epoch, across both calls
-    assert (tmp_path / "best.weights.h5").is_file()
+    assert history_epochs(tmp_path / "history.csv") == [0, 1, 2]  # no epoch twice
+    assert best == int(np.argmax(history["val_accuracy"]))
+    loss, accuracy = model.evaluate(batches, verbose=0)
+    kept = history["val_loss"][best], history["val_accuracy"][best]
+    assert (loss, accuracy) == pytest.approx(kept, rel=1e-4)  # the model holds the best epoch
     third = RecordEpochs()  # a crash after the last epoch (during evaluation) does not retrain
-    history, _ = script.train(tiny_classifier(), batches, batches, 3, tmp_path, [third])
-    assert third.started == [] and len(history["val_accuracy"]) == 3
+    history_again, _ = script.train(tiny_classifier(), batches, batches, 3, tmp_path, [third])
+    assert third.started == [] and history_again == history
 
 
-def test_main_smoke_run_writes_loadable_outputs(shared_data, tmp_path):
-    metrics = script.main(["--data", str(shared_data / "fashion-mnist"), "--quick", "--limit", "200",
-                           "--test-limit", "100", "--epochs", "1", "--weights", "none", "--out", str(tmp_path)])
+def interrupted_fit(*data, callbacks=(), **options):
+    """runfolder.fit with a Ctrl-C at the start of the second epoch."""
+    return REAL_FIT(*data, callbacks=[*callbacks, RecordEpochs(interrupt_at=1)], **options)
+
+
+REAL_FIT = runfolder.fit
+QUICK_RUN = ["--quick", "--alpha", "0.25", "--limit", "200", "--test-limit", "100", "--epochs", "2",
+             "--weights", "none"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(shared_data, tmp_path_factory):
+    """A --quick run on 200 images, interrupted (Ctrl-C) as epoch 2 starts, then run to the end."""
+    out = tmp_path_factory.mktemp("fashion") / "run"
+    argv = ["--data", str(shared_data / "fashion-mnist"), *QUICK_RUN, "--out", str(out)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runfolder, "fit", interrupted_fit)
+        with pytest.raises(KeyboardInterrupt):
+            script.main(argv)
+    interrupted = history_epochs(out / "history.csv")
+    return out, argv, script.main(argv), interrupted
+
+
+def test_main_smoke_run_resumes_and_writes_loadable_outputs(finished_run):
+    out, _, metrics, interrupted = finished_run
     for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "confusion_matrix.png"):
-        assert (tmp_path / name).is_file(), name
-    assert not (tmp_path / "backup").exists()
-    written = json.loads((tmp_path / "metrics.json").read_text())
+        assert (out / name).is_file(), name
+    assert not (out / "backup").exists()
+    assert interrupted == [0] and history_epochs(out / "history.csv") == [0, 1]  # no epoch twice
+    written = json.loads((out / "metrics.json").read_text())
     for key in ("validation_accuracy", "test_accuracy", "epochs", "weights", "seconds_per_epoch",
                 "images_per_second", "environment"):
         assert key in written, key
-    assert written["weights"] == "none" and written["epochs"] == 1 and written["test_images"] == 100
+    assert written["script"] == script.SCRIPT_NAME
+    assert written["weights"] == "none" and written["epochs"] == 2 and written["test_images"] == 100
     assert written["test_accuracy"] == metrics["test_accuracy"]
     assert np.sum(written["confusion_matrix"]) == 100
-    model = keras.saving.load_model(tmp_path / "model.keras")
+    validation = runs.read_history(out / "history.csv")["val_accuracy"]
+    assert written["best_epoch"] == int(np.argmax(validation)) + 1
+    assert written["validation_accuracy"] == pytest.approx(max(validation))
+    model = keras.saving.load_model(out / "model.keras")
     assert keras.ops.convert_to_numpy(model(np.zeros((2, 32, 32), np.float32))).shape == (2, 10)
-    with pytest.raises(SystemExit, match="finished run"):
-        script.main(["--data", str(shared_data / "fashion-mnist"), "--out", str(tmp_path)])
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--size", "28"], "at least 32"),
-    (["--epochs", "0"], "--epochs must be positive"),
-    (["--learning-rate", "0"], "--learning-rate must be positive"),
-])
-def test_bad_arguments_exit_with_one_line(flags, message, tmp_path):
-    with pytest.raises(SystemExit, match=message):
-        script.main(flags + ["--out", str(tmp_path)])
+def test_a_finished_run_is_reported_and_not_trained_again(finished_run, monkeypatch, capsys):
+    out, argv, _, _ = finished_run
+    before = (out / "metrics.json").stat().st_mtime_ns
+    monkeypatch.setattr(datasets, "load_fashion_mnist", None)  # calling any of these would fail
+    for name in ("build_model", "train"):
+        monkeypatch.setattr(script, name, None)
+    metrics = script.main(argv)
+    assert "holds a finished run" in capsys.readouterr().out
+    assert metrics == json.loads((out / "metrics.json").read_text())
+    assert (out / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_missing_data_folder_exits_with_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="error: --data .*not a folder"):
-        script.main(["--data", str(tmp_path / "nowhere"), "--weights", "none", "--out", str(tmp_path / "out")])
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets, "load_fashion_mnist", interrupt)
+    monkeypatch.setattr(sys, "argv", ["fashion_mnist_mobilenet.py", "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as raised:
+        runpy.run_path(script.__file__, run_name="__main__")  # the script as a command
+    assert raised.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted; rerun the same command to resume"
+
+
+def flipped_gz(tmp_path, shared_data, position):
+    """A copy of the data folder whose test labels have one bit flipped."""
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for name in sorted(p.name for p in (shared_data / "fashion-mnist").glob("*.gz")):
+        (folder / name).symlink_to(shared_data / "fashion-mnist" / name)
+    target = folder / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(target.read_bytes())
+    data[position] ^= 0x10  # at 200: zlib.error (a bad deflate stream); at 2574: a CRC mismatch
+    target.unlink()
+    target.write_bytes(bytes(data))
+    return ["--data", str(folder)]
+
+
+def another_scripts_run(tmp_path, shared_data):
+    runfolder.open_run("captcha_xception", tmp_path / "run", {}).begin()
+    return ["--out", str(tmp_path / "run")]
+
+
+def foreign_files(tmp_path, shared_data):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    return ["--out", str(tmp_path / "run")]
+
+
+def out_under_a_file(tmp_path, shared_data):
+    (tmp_path / "file").write_text("x")
+    return ["--out", str(tmp_path / "file" / "run")]
+
+
+LABELS = "t10k-labels-idx1-ubyte.gz"
+BAD_INPUTS = [  # (case, extra flags or a function making them, message)
+    ("out under a file", out_under_a_file, "file, not a folder"),
+    ("out of another script", another_scripts_run, "a run of captcha_xception, not of fashion"),
+    ("out with foreign files", foreign_files, "holds files but no run.json"),
+    ("changed settings", "finished", r"other settings: --epochs 2 \(now 3\)"),
+    ("bit-flipped gz (deflate)", lambda t, s: flipped_gz(t, s, 200), f"{LABELS}: not a readable"),
+    ("bit-flipped gz (crc)", lambda t, s: flipped_gz(t, s, 2574), f"{LABELS}: not a readable"),
+    ("missing data folder", lambda t, s: ["--data", str(t / "none")], "--data .*not a folder"),
+    ("weights: a model file", "model.keras", "not a weights file for this MobileNet"),
+    ("weights: missing file", ["--weights", "missing.h5"], "--weights missing.h5: no such file"),
+    ("size below 32", ["--size", "28"], "at least 32"),
+    ("epochs 0", ["--epochs", "0"], "--epochs: 0 is not a positive integer"),
+    ("batch size -1", ["--batch-size", "-1"], "--batch-size: -1 is not a positive integer"),
+    ("learning rate 0", ["--learning-rate", "0"], "--learning-rate: 0 is not a positive number"),
+    ("alpha 0", ["--alpha", "0"], "--alpha: 0 is not a positive number"),
+    ("patience 0", ["--patience", "0"], "--patience: 0 is not a positive integer"),
+    ("limit 0", ["--limit", "0"], "--limit: 0 is not a positive integer"),
+    ("limit without a validation split", ["--limit", "10"], "--limit 10: too few images"),
+    ("test limit below a class each", ["--test-limit", "5"], "at least 10 images"),
+    ("devices x", ["--devices", "x"], "give a positive number or 'all'"),
+]
+
+
+@pytest.mark.parametrize("case, flags, message", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_one_line_and_touches_nothing(case, flags, message, tmp_path, shared_data,
+                                                   refuses, request):
+    argv = ["--data", str(shared_data / "fashion-mnist"), *QUICK_RUN, "--out", str(tmp_path / "r")]
+    untouched = tmp_path
+    if flags == "finished":  # the finished run, rerun with another --epochs
+        out, argv, _, _ = request.getfixturevalue("finished_run")
+        flags, untouched = ["--epochs", "3"], out
+    elif flags == "model.keras":  # a whole model where backbone weights belong
+        flags = ["--weights", str(request.getfixturevalue("finished_run")[0] / "model.keras")]
+    elif callable(flags):
+        flags = flags(tmp_path, shared_data)
+    refuses(lambda: script.main(argv + flags), match=message, untouched=untouched)
+    assert not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------ real ImageNet weights (alpha 0.25, issue #14)
@@ -288,21 +403,16 @@ def test_alpha_and_patience_flags(flags, expected):
     assert {name: getattr(args, name) for name in expected} == expected
 
 
-@pytest.mark.parametrize("flag", ["--alpha", "--patience"])
-def test_alpha_and_patience_must_be_positive(flag):
-    with pytest.raises(SystemExit, match=f"{flag} must be positive"):
-        script.parse_arguments([flag, "0"])
-
-
 def test_patience_stops_training_and_history_keeps_seconds(tmp_path):
     rng = np.random.default_rng(7)
     batches = script.ImageBatches(rng.integers(0, 256, (32, 8, 8), dtype=np.uint8), rng.integers(0, 10, 32),
                                   batch_size=16)
     model = tiny_classifier()
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history, timer = script.train(model, batches, batches, 10, tmp_path, patience=2)  # no learning: no gain
+    history, best = script.train(model, batches, batches, 10, tmp_path, patience=2)  # no learning
     assert len(history["val_accuracy"]) == 3  # the first epoch, then 2 without a better one
     assert len(history["seconds"]) == 3 and all(seconds > 0 for seconds in history["seconds"])
+    assert best == 0 and history_epochs(tmp_path / "history.csv") == [0, 1, 2]
 
 
 # ------------------------------------------------ default recipe, mixed precision, several devices (issue #19)
@@ -333,14 +443,8 @@ def test_mixed_precision_trains_in_bfloat16_with_float32_probabilities():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(probabilities).sum(axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--devices", "64"], r"^error: --devices 64: (only \d|data-parallel training needs)"),  # torch: no engine
-    (["--devices", "x"], None)])
-def test_devices_that_are_not_there_stop_before_anything_is_written(flags, message, tmp_path, capsys):
-    with pytest.raises(SystemExit) as raised:
-        script.main(flags + ["--out", str(tmp_path / "run")])
-    assert raised.value.code != 0 and not (tmp_path / "run").exists()
-    if message is None:  # argparse: usage and one error line on stderr, exit 2
-        assert "--devices 'x': give a positive number or 'all'" in capsys.readouterr().err
-    else:
-        assert re.match(message, str(raised.value))
+def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
+    message = r"^error: --devices 64: (only \d|data-parallel training needs)"  # torch: no engine
+    with pytest.raises(SystemExit, match=message):
+        script.main(["--devices", "64", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -1,7 +1,13 @@
 """Properties of simpler_wordvec.py: the counting rules, PMI and weights, the model and its Adagrad step, and the
 article's analyses (norms, Pearson similarity, keywords, sentence similarity, analogies, gensim export)."""
+import contextlib
+import csv
+import io
 import json
 import math
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -9,6 +15,7 @@ import pytest
 import scipy.stats
 
 import simpler_wordvec as wordvec
+from common import runfolder, runs
 
 
 def counts_of(lines, window, min_count=1, **kwargs):
@@ -277,37 +284,192 @@ def test_undecodable_lines_are_counted(tmp_path):
 
 
 # ---- command line ------------------------------------------------------------------------------------------------
-def test_main_trains_exports_and_analyses_a_small_corpus(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    corpus = synthetic_topic_corpus(rng, lines=200)
-    (tmp_path / "corpus.txt").write_text("\n".join(" ".join(line) for line in corpus) + "\n", encoding="utf-8")
-    out = tmp_path / "run"
-    run = wordvec.main(["train", "--data", str(tmp_path / "corpus.txt"), "--epochs", "2", "--batch-size", "512",
-                        "--dimension", "16", "--out", str(out)])
+class StopAt:
+    """A Ctrl-C at the start of pass `epoch` (0-based)."""
+
+    def __new__(cls, epoch):
+        class Stop(keras.callbacks.Callback):
+            def on_epoch_begin(self, index, logs=None):
+                if index == epoch:
+                    raise KeyboardInterrupt
+
+        return Stop()
+
+
+def history_epochs(path):
+    with open(path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def snapshot(folder):
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*")}
+
+
+def write_corpus(path, lines):
+    path.write_text("\n".join(" ".join(line) for line in lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small run, interrupted by Ctrl-C at the start of its second pass, then rerun to the end."""
+    folder = tmp_path_factory.mktemp("wordvec")
+    lines = synthetic_topic_corpus(np.random.default_rng(0), lines=200)
+    corpus, out = write_corpus(folder / "corpus.txt", lines), folder / "run"
+    argv = ["train", "--data", str(corpus), "--epochs", "2", "--batch-size", "512",
+            "--dimension", "16", "--out", str(out)]
+    fit, stderr, stdout = runfolder.fit, io.StringIO(), io.StringIO()
+
+    def interrupted_fit(*args, callbacks=(), **kwargs):
+        return fit(*args, callbacks=[*callbacks, StopAt(1)], **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr):
+        patch.setattr(wordvec.runfolder, "fit", interrupted_fit)
+        with pytest.raises(SystemExit) as raised:
+            runs.command_line(lambda: wordvec.main(argv))
+    interrupted = {"code": raised.value.code, "message": stderr.getvalue().strip(),
+                   "history": history_epochs(out / "history.csv"), "files": sorted(snapshot(out))}
+    with contextlib.redirect_stdout(stdout):
+        run = wordvec.main(argv)
+    return SimpleNamespace(argv=argv, run=run, out=out, corpus=corpus, interrupted=interrupted,
+                           resumed=stdout.getvalue())
+
+
+def test_main_trains_exports_and_analyses_a_small_corpus(trained, capsys):
+    out = trained.out
+    assert trained.run == out
     for name in ("vectors.txt", "vectors.npy", "vocab.tsv", "model.keras", "metrics.json", "history.csv",
-                 "cooccurrence.npz", "loss.png"):
+                 "cooccurrence.npz", "loss.png", "run.json"):
         assert (out / name).is_file(), name
+    assert not (out / "backup").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["min_count"] == wordvec.SMALL_MIN_COUNT and len(metrics["loss_per_pass"]) == 2
-    keras.saving.load_model(out / "model.keras")
+    assert metrics["script"] == "simpler_wordvec"
+    assert metrics["min_count"] == wordvec.SMALL_MIN_COUNT
+    vectors = wordvec.embedding_matrix(keras.saving.load_model(out / "model.keras"))
+    np.testing.assert_array_equal(vectors, np.load(out / "vectors.npy"))
     for command in (["norms", "--topn", "3"], ["analogy", "t0w1", "t1w2", "t0w2"], ["related", "的"],
                     ["similar", "t0w1", "--context-words", "30"], ["keywords", "t0w1 的 t0w2"],
                     ["sentsim", "t0w1 的", "t0w2 了"]):
-        wordvec.main(command + ["--run", str(run)])
+        wordvec.main(command + ["--run", str(out)])
     assert "Spearman" in capsys.readouterr().out
-    rerun = wordvec.main(["train", "--data", str(tmp_path / "corpus.txt"), "--epochs", "2", "--batch-size", "512",
-                          "--dimension", "16", "--out", str(out)])
-    assert rerun == out and "reusing cached counts" in capsys.readouterr().out
 
 
-def test_bad_input_exits_with_one_line(tmp_path):
-    with pytest.raises(SystemExit, match="no such file"):
-        wordvec.main(["train", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r")])
-    with pytest.raises(SystemExit, match="not in the vocabulary"):
-        (tmp_path / "v").mkdir()
-        np.save(tmp_path / "v" / "vectors.npy", np.eye(2, dtype=np.float32))
-        (tmp_path / "v" / "vocab.tsv").write_text("a\t3\nb\t2\n", encoding="utf-8")
-        wordvec.main(["related", "zzz", "--run", str(tmp_path / "v")])
+def test_interrupted_train_resumes_without_repeating_a_pass(trained):
+    assert trained.interrupted["code"] == 130
+    assert trained.interrupted["message"] == "interrupted; rerun the same command to resume"
+    assert trained.interrupted["history"] == [0]
+    assert "metrics.json" not in trained.interrupted["files"]
+    assert "reusing cached counts" in trained.resumed  # the counts were kept, not redone
+    assert history_epochs(trained.out / "history.csv") == [0, 1]
+    metrics = json.loads((trained.out / "metrics.json").read_text(encoding="utf-8"))
+    with open(trained.out / "history.csv", newline="") as handle:
+        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert len(losses) == 2  # the pass before the interruption too
+    assert metrics["loss_per_pass"] == pytest.approx(losses)
+
+
+def test_finished_run_is_reported_and_not_trained_again(trained, capsys):
+    before = snapshot(trained.out)
+    assert wordvec.main(trained.argv) == trained.out
+    assert "holds a finished run of simpler_wordvec" in capsys.readouterr().out
+    assert snapshot(trained.out) == before
+
+
+def test_changed_settings_are_one_line_and_touch_nothing(trained, refuses):
+    argv = [*trained.argv[:-2], "--window", "5", *trained.argv[-2:]]
+    refuses(lambda: wordvec.main(argv), match=r"other settings: --window 10 \(now 5\)",
+            untouched=trained.out)
+
+
+BAD_CORPORA = {"empty corpus": b"", "undecodable corpus": b"\xff\xfe\n\xff\n\xfe\n",
+               "corpus below the window": b"a b c\n", "one word a line": b"a\nb\n" * 10}
+BAD_ANALOGIES = {"malformed analogy line": b": s\nt0w1 t0w2 t1w1\n",
+                 "empty analogy file": b"", "undecodable analogy file": b"\xff t0w1\n"}
+
+
+def damage(case, run):
+    """What is done to a copy of the trained run for `case`."""
+    vocabulary = run / "vocab.tsv"
+    if case == "another script's run":
+        (run / "run.json").write_text(json.dumps({"script": "cloze_lm", "settings": {}}))
+    elif case == "zero-byte vectors.npy":
+        (run / "vectors.npy").write_bytes(b"")
+    elif case == "vocabulary shorter than the vectors":
+        lines = vocabulary.read_text(encoding="utf-8").splitlines(True)
+        vocabulary.write_text("".join(lines[:-1]), encoding="utf-8")
+    elif case == "vocab.tsv without counts":
+        vocabulary.write_text("的\n了\n", encoding="utf-8")
+    elif case in ("unfinished run", "not a run folder"):
+        (run / "metrics.json").unlink()
+        if case == "not a run folder":
+            (run / "run.json").unlink()
+
+
+DAMAGE = ("another script's run", "zero-byte vectors.npy", "vocabulary shorter than the vectors",
+          "vocab.tsv without counts", "unfinished run", "not a run folder")
+
+
+def bad_input(case, tmp_path, trained):
+    """The command line of one bad input; it must leave tmp_path as it was."""
+    run, corpus, analogy = tmp_path / "run", tmp_path / "corpus.txt", tmp_path / "analogy.txt"
+    shutil.copytree(trained.out, run)
+    corpus.write_bytes(BAD_CORPORA.get(case, trained.corpus.read_bytes()))
+    analogy.write_bytes(BAD_ANALOGIES.get(case, b""))
+    (tmp_path / "empty").mkdir()
+    damage(case, run)
+    train = ["train", "--data", str(corpus), "--out", str(tmp_path / "new")]
+    norms, evaluate = ["norms", "--run", str(run)], ["evaluate", "--run", str(run), "--analogy"]
+    return {
+        "topn negative": [*norms, "--topn", "-3"], "topn zero": ["related", "的", "--topn", "0"],
+        "context words negative": ["similar", "的", "--context-words", "-1", "--run", str(run)],
+        "word not in the vocabulary": ["related", "zzz", "--run", str(run)],
+        **{f"{flag} zero": [*train, f"--{flag}", "0"]
+           for flag in ("min-count", "window", "dimension", "memory", "epochs", "paragraphs")},
+        "out under a file": [*train[:-1], str(corpus / "run")],
+        "missing analogy file": [*evaluate, str(tmp_path / "no.txt")],
+        **{case: [*evaluate, str(analogy)] for case in BAD_ANALOGIES},
+        **{case: norms for case in DAMAGE},
+        "missing run": ["norms", "--run", str(tmp_path / "no-run")],
+        "a text file as the run": ["norms", "--run", str(corpus)],
+        "missing corpus": [*train[:2], str(tmp_path / "no.txt"), *train[3:]],
+        "empty corpus folder": [*train[:2], str(tmp_path / "empty"), *train[3:]],
+        **{case: [*train, "--min-count", "1"] for case in BAD_CORPORA},
+        "min-count above every count": [*train, "--min-count", "100000"],
+    }[case]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("topn negative", "argument --topn: -3 is not a positive integer"),
+    ("topn zero", "argument --topn: 0 is not a positive integer"),
+    ("context words negative", "argument --context-words: -1 is not"),
+    ("word not in the vocabulary", "'zzz' is not in the vocabulary"),
+    *[(f"{flag} zero", f"argument --{flag}: 0 is not a positive integer")
+      for flag in ("min-count", "window", "dimension", "memory", "epochs", "paragraphs")],
+    ("out under a file", r"corpus.txt is a file, not a folder"),
+    ("missing analogy file", r"no.txt: not a readable UTF-8 file \(FileNotFoundError\)"),
+    ("malformed analogy line", r"analogy.txt:2: expected 4 words, got 3"),
+    ("empty analogy file", r"analogy.txt: holds no 'A B C D' lines"),
+    ("undecodable analogy file", r"analogy.txt: not a readable UTF-8 file \(UnicodeDecodeError\)"),
+    ("another script's run", "a run of cloze_lm, not of simpler_wordvec"),
+    ("zero-byte vectors.npy", r"vectors.npy: not a NumPy array"),
+    ("vocabulary shorter than the vectors", r"holds float32 \(\d+, 16\), not one row for each"),
+    ("vocab.tsv without counts", r"vocab.tsv: not word<TAB>count lines \(ValueError\)"),
+    ("unfinished run", "the run has no metrics.json yet"),
+    ("not a run folder", "not a run folder of simpler_wordvec"),
+    ("missing run", "no such file or folder"),
+    ("a text file as the run", "not a run folder"),
+    ("missing corpus", "no.txt: no such file or folder"),
+    ("empty corpus folder", "folder holds no files"),
+    ("empty corpus", r"holds 0 words, not more than --window 10"),
+    ("undecodable corpus", r"holds 0 words \(3 lines not UTF-8\)"),
+    ("corpus below the window", r"holds 3 words, not more than --window 10: too few"),
+    ("one word a line", "no two of the 2 words occur within --window 10"),
+    ("min-count above every count", r"0 word\(s\) occur --min-count 100000 times"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, refuses, case, message):
+    argv = bad_input(case, tmp_path, trained)
+    refuses(lambda: wordvec.main(argv), match=message, untouched=tmp_path)
 
 
 @pytest.mark.recipe
