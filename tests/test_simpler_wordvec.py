@@ -16,6 +16,7 @@ import scipy.stats
 
 import simpler_wordvec as wordvec
 from common import runfolder, runs
+from common.datasets import load_peoples_daily
 
 
 def counts_of(lines, window, min_count=1, **kwargs):
@@ -50,14 +51,15 @@ def test_oov_tokens_are_dropped_before_windowing():
     assert matrix[0, 1] == 2  # once from each line: the OOV token took no position
 
 
-def test_count_matrix_is_symmetric_and_has_no_self_pairs():
+def test_count_matrix_is_symmetric_and_pairs_are_unordered_with_double_weight():
     rng = np.random.default_rng(0)
     lines = [" ".join(rng.choice(list("abcdefg"), rng.integers(1, 30))) for _ in range(50)]
     _, matrix = counts_of(lines, window=4)
     np.testing.assert_array_equal(matrix, matrix.T)
     assert np.all(np.diag(matrix) == 0)
     i, j, targets, weights = wordvec.training_records(wordvec.scipy.sparse.csr_matrix(matrix), np.ones(7))
-    assert np.all(i != j) and len(i) == np.count_nonzero(matrix)
+    assert np.all(i < j) and 2 * len(i) == np.count_nonzero(matrix)
+    np.testing.assert_allclose(weights, 2 * wordvec.pair_weights(matrix[i, j]), rtol=1e-6)
 
 
 def test_self_pairs_are_excluded_from_total_count():
@@ -95,41 +97,66 @@ def test_weights_follow_glove_with_and_without_truncation():
     assert wordvec.pair_weights([400.0], truncate=False)[0] == pytest.approx(2.828427, abs=1e-6)
 
 
-# ---- model -------------------------------------------------------------------------------------------------------
+# ---- model and training ----------------------------------------------------------------------------
 @pytest.mark.backend
 def test_score_is_symmetric_with_one_shared_table():
-    model = wordvec.build_model(10, dimension=4)
+    model = wordvec.SimplerGlove(10, dimension=4)
     i, j = np.array([1, 2, 7], np.int32), np.array([3, 2, 0], np.int32)
     np.testing.assert_allclose(model.predict([i, j], verbose=0), model.predict([j, i], verbose=0), rtol=1e-6)
     assert len(model.trainable_weights) == 1
     assert np.all(np.abs(wordvec.embedding_matrix(model)) <= 0.5 / 4)
 
 
-@pytest.mark.backend
-def test_loss_is_zero_when_inner_product_equals_pmi():
-    model = wordvec.build_model(5, dimension=3)
-    i, j = np.array([0, 1, 3], np.int32), np.array([2, 4, 1], np.int32)
-    dots = model.predict([i, j], verbose=0)
-    loss = wordvec.HalfSquaredError()(dots.reshape(-1), dots, sample_weight=np.array([0.5, 1.0, 3.0]))
-    assert float(keras.ops.convert_to_numpy(loss)) == pytest.approx(0.0, abs=1e-12)
-    loss = wordvec.HalfSquaredError()(dots.reshape(-1) + 1.0, dots, sample_weight=np.array([0.5, 1.0, 3.0]))
-    assert float(keras.ops.convert_to_numpy(loss)) == pytest.approx(0.5 * 4.5, rel=1e-5)  # summed, not averaged
+def one_pass(table, pairs, batches=1, chunks=1):
+    """adagrad_pass (compiled by the backend) over `pairs` (i, j, target, weight): batches of chunks."""
+    dtypes = ("int32", "int32", "float32", "float32")
+    columns = [np.asarray(c, dtype).reshape(batches, chunks, -1) for c, dtype in zip(zip(*pairs), dtypes)]
+    table = np.asarray(table, np.float32)
+    order = np.arange(batches, dtype="int32")
+    result = wordvec.compiled(wordvec.adagrad_pass)(table, np.ones_like(table), order, *columns)
+    return [keras.ops.convert_to_numpy(value).astype(np.float64) for value in result]
 
 
 @pytest.mark.backend
 def test_first_adagrad_step_matches_glove_c():
-    model = wordvec.compile_model(wordvec.build_model(4, dimension=3))
-    before = wordvec.embedding_matrix(model).astype(np.float64)
+    before = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 3))
     target, weight = 2.0, 0.7
-    model.train_on_batch([np.array([1], np.int32), np.array([2], np.int32)], np.array([target], np.float32),
-                         sample_weight=np.array([weight], np.float32))
-    after = wordvec.embedding_matrix(model).astype(np.float64)
-    residual = weight * (before[1] @ before[2] - target)
+    after, accumulator, error = one_pass(before, [(1, 2, target, weight)])
+    residual = before[1] @ before[2] - target
     for row, other in ((1, 2), (2, 1)):
-        gradient = residual * before[other]
+        gradient = weight * residual * before[other]
         np.testing.assert_allclose(after[row], before[row] - 0.1 * gradient / np.sqrt(1 + gradient**2 + 1e-8),
-                                   rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(after[[0, 3]], before[[0, 3]])
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(accumulator[row], 1 + gradient**2, rtol=1e-5)
+    np.testing.assert_allclose(after[[0, 3]], before[[0, 3]], rtol=1e-6)
+    assert float(error) == pytest.approx(weight * residual**2, rel=1e-5)  # Σ w·err², before the step
+
+
+@pytest.mark.backend
+def test_one_pair_of_double_weight_is_both_directed_records_in_one_batch():
+    table = np.random.default_rng(1).uniform(-0.5, 0.5, (5, 4))
+    directed = [(0, 3, 1.5, 0.4), (3, 0, 1.5, 0.4), (0, 2, -0.5, 1.2), (2, 0, -0.5, 1.2)]
+    unordered = [(0, 3, 1.5, 0.8), (0, 2, -0.5, 2.4)]
+    for got, expected in zip(one_pass(table, unordered), one_pass(table, directed)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(one_pass(table, directed, chunks=2), one_pass(table, directed)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)  # chunks: one step still
+    two_steps = one_pass(table, directed, batches=2)
+    assert not np.allclose(two_steps[0], one_pass(table, directed)[0])
+
+
+def test_batches_hold_every_record_once_and_padding_has_weight_zero(monkeypatch):
+    records = (np.arange(10, dtype=np.int32), np.arange(10, 20, dtype=np.int32), np.ones(10, np.float32),
+               np.full(10, 2.0, np.float32))
+    batches = wordvec.shuffled_batches(records, 4, seed=0)
+    assert batches[0].shape == (3, 1, 4)
+    i, j, targets, weights = (column.reshape(-1) for column in batches)
+    real = weights > 0
+    assert len(i) == 12 and real.sum() == 10 and sorted(i[real]) == list(range(10))
+    assert np.all(j[real] == i[real] + 10) and np.all(targets[~real] == 0)
+    assert wordvec.shuffled_batches(records, 100, seed=0)[0].shape == (1, 1, 10)
+    monkeypatch.setattr(wordvec, "CHUNK", 3)
+    assert wordvec.shuffled_batches(records, 7, seed=0)[0].shape == (2, 3, 3)  # 7 → 3 chunks of 3
 
 
 @pytest.mark.backend
@@ -138,15 +165,14 @@ def test_fit_drives_weighted_error_near_zero_on_a_tiny_vocabulary():
     rng = np.random.default_rng(0)
     size = 6
     truth = rng.normal(size=(size, size)) * 0.8
-    i, j = np.array([(a, b) for a in range(size) for b in range(size) if a != b], np.int32).T
+    i, j = np.array([(a, b) for a in range(size) for b in range(a + 1, size)], np.int32).T
     targets = np.einsum("nd,nd->n", truth[i], truth[j]).astype(np.float32)
     weights = rng.uniform(0.2, 1.5, len(i)).astype(np.float32)
-    model = wordvec.compile_model(wordvec.build_model(size, dimension=8))
-    steps = 600  # full-batch steps, tiled into one epoch (per-epoch overhead dominates such tiny steps)
-    model.fit([np.tile(i, steps), np.tile(j, steps)], np.tile(targets, steps), sample_weight=np.tile(weights, steps),
-              batch_size=len(i), epochs=1, shuffle=False, verbose=0)
+    model = wordvec.SimplerGlove(size, dimension=8)
+    history = model.fit((i, j, targets, weights), epochs=600, batch_size=len(i))
     vectors = wordvec.embedding_matrix(model)
     assert wordvec.weighted_error(vectors, i, j, targets, weights) < 1e-3
+    assert history["loss"][-1] < 1e-3 < history["loss"][0]
     np.testing.assert_allclose(np.einsum("nd,nd->n", vectors[i], vectors[j]), targets, atol=0.1)
 
 
@@ -162,29 +188,66 @@ def synthetic_topic_corpus(rng, topics=4, words_per_topic=8, lines=600, fillers=
     return corpus
 
 
+def train_on(documents, epochs, batch_size, min_count=1, window=5, report=False):
+    keras.utils.set_random_seed(0)
+    words, counts = wordvec.build_vocabulary(documents, min_count)
+    records = wordvec.training_records(wordvec.count_cooccurrences(documents, words, window), counts)
+    model, history = wordvec.train_vectors(records, words, counts, epochs, batch_size, report=report)
+    return words, counts, wordvec.embedding_matrix(model), history
+
+
 @pytest.mark.backend
 def test_frequent_filler_words_get_small_norms():
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    corpus = synthetic_topic_corpus(rng)
-    words, counts = wordvec.build_vocabulary(corpus, 1)
-    records = wordvec.training_records(wordvec.count_cooccurrences(corpus, words, 5), counts)
-    passes = 40  # tiled into one epoch: the same shuffled passes without the per-epoch overhead
-    order = np.concatenate([rng.permutation(len(records[0])) for _ in range(passes)])
-    model, _ = wordvec.train_vectors(*(r[order] for r in records), len(words), epochs=1, batch_size=256, verbose=0)
-    norms = np.linalg.norm(wordvec.embedding_matrix(model), axis=1)
+    words, counts, vectors, _ = train_on(synthetic_topic_corpus(np.random.default_rng(0)), 40, 256)
+    norms = np.linalg.norm(vectors, axis=1)
     is_filler = np.isin(words, ["的", "了", "，"])
     assert norms[is_filler].mean() < norms[~is_filler].mean()
     assert scipy.stats.spearmanr(norms, counts).statistic < 0
 
 
+FUNCTION_TAGS = ("w", "u", "c", "p", "d")  # PKU tags: punctuation, particles, conjunctions, prepositions, adverbs
+
+
+def test_norms_rise_with_rarity_and_function_words_lead_on_a_peoples_daily_sample():
+    """What holds on People's Daily: ρ(‖v‖, −log f) > 0, and function words (by their PKU tags)
+    over-represented among the 100 smallest norms (docs/simpler_wordvec.md has the measured shares)."""
+    tagged = load_peoples_daily(with_tags=True)[:3000]
+    tag_of = {}
+    for paragraph in tagged:
+        for word, tag in paragraph:
+            tag_of.setdefault(word, tag)
+    documents = [[w for w, _ in p] for p in tagged]
+    words, counts, vectors, history = train_on(documents, 6, 4096, min_count=5, report=True)
+    smallest, _, rho = wordvec.norm_report(words, counts, vectors, 100)
+    share = np.mean([tag_of[w] in FUNCTION_TAGS for w in smallest])
+    assert rho > 0.5 and share > 2 * np.mean([tag_of[w] in FUNCTION_TAGS for w in words])
+    assert history["rho"][0] < 0 < history["rho"][-1]  # after pass 1 frequent words are the longest
+
+
+FADED = ("measured on People's Daily (1.1 M words): with batch 8,192 (301 Adagrad steps a pass) the punctuation's "
+         "norms are smallest in passes 3-10 (。 rank 2-6, ， 4-8) and grow after: at pass 30 。 ranks 392 and ， 46 "
+         "of 14,990 (tensorflow); docs/simpler_wordvec.md. The article's corpus is ~100× larger")
+
+
 @pytest.mark.slow
-def test_punctuation_has_among_the_smallest_norms_on_peoples_daily(tmp_path):
-    run = wordvec.main(["train", "--out", str(tmp_path)])  # the article's 30 passes: tens of minutes on a CPU
+@pytest.mark.parametrize("batch", [
+    wordvec.BATCH_SIZE,  # measured: 。 47, ， 24 (tensorflow), 15 and 13 (jax), on their way up
+    pytest.param(8192, marks=pytest.mark.xfail(strict=True, reason=FADED)),
+])
+def test_punctuation_has_among_the_smallest_norms_on_peoples_daily(tmp_path, batch):
+    """The article's claim with the article's 30 passes: 。 and ， among the 50 smallest norms."""
+    run = wordvec.main(["train", "--batch-size", str(batch), "--out", str(tmp_path)])  # minutes
     words, counts, vectors = wordvec.load_run(run)
     smallest, _, rho = wordvec.norm_report(words, counts, vectors, 50)
     assert "。" in smallest and "，" in smallest
     assert rho > 0
+
+
+def test_norm_ranks_count_from_the_smallest_and_skip_absent_words():
+    vectors = np.array([[3.0, 0], [0.1, 0], [0, 2.0], [1.0, 1.0]])
+    stats = wordvec.norm_ranks(vectors, ["的", "。", "和", "x"], np.array([5, 40, 3, 2]))
+    assert stats["rank_period"] == 0 and stats["rank_de"] == 3 and stats["rank_he"] == 2
+    assert np.isnan(stats["rank_comma"]) and -1 <= stats["rho"] <= 1
 
 
 # ---- analyses ----------------------------------------------------------------------------------------------------
@@ -247,23 +310,6 @@ def test_analogy_is_sorted_by_cosine_and_keeps_inputs():
         wordvec.analogy(vectors, word_to_id, "w0", "nope", "w2")
 
 
-def test_analogy_file_parsing_and_oov_counting(tmp_path):
-    path = tmp_path / "analogies.txt"
-    path.write_text(": capitals\nA a B b\nB b A a\nA a Z z\n\n: other\nA a B b\n", encoding="utf-8")
-    sections = wordvec.read_analogy_file(path)
-    assert list(sections) == ["capitals", "other"] and len(sections["capitals"]) == 3
-    offset = np.array([0, 0, 0, 1.0])
-    base = {"A": [1, 0, 0, 0], "B": [0, 1, 0, 0], "C": [0, 0, 1, 0]}
-    words = ["A", "a", "B", "b", "C"]
-    vectors = np.array([base["A"], np.add(base["A"], offset), base["B"], np.add(base["B"], offset), base["C"]])
-    results = wordvec.evaluate_analogies(sections, vectors, {w: k for k, w in enumerate(words)})
-    assert results["capitals"] == {"correct": 2, "asked": 2, "oov": 1, "accuracy": 1.0}
-    assert results["overall"]["asked"] == 3 and results["overall"]["oov"] == 1
-    path.write_text(": s\nA a B\n", encoding="utf-8")
-    with pytest.raises(ValueError):
-        wordvec.read_analogy_file(path)
-
-
 def test_exported_vectors_round_trip_through_gensim(tmp_path):
     from gensim.models import KeyedVectors
 
@@ -273,14 +319,6 @@ def test_exported_vectors_round_trip_through_gensim(tmp_path):
     loaded = KeyedVectors.load_word2vec_format(str(tmp_path / "vectors.txt"))
     assert loaded.index_to_key == words
     np.testing.assert_allclose(loaded.vectors, vectors, atol=1e-6)
-
-
-def test_undecodable_lines_are_counted(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_bytes("a b\n".encode() + b"\xff\xfe c\n" + "c d\n".encode())
-    stats = {}
-    assert list(wordvec.read_lines([path], stats)) == [["a", "b"], ["c", "d"]]
-    assert stats["undecodable_lines"] == 1
 
 
 # ---- command line ------------------------------------------------------------------------------------------------
@@ -339,7 +377,7 @@ def test_main_trains_exports_and_analyses_a_small_corpus(trained, capsys):
     out = trained.out
     assert trained.run == out
     for name in ("vectors.txt", "vectors.npy", "vocab.tsv", "model.keras", "metrics.json", "history.csv",
-                 "cooccurrence.npz", "loss.png", "run.json"):
+                 "cooccurrence.npz", "learning_curves.png", "run.json"):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
@@ -353,6 +391,27 @@ def test_main_trains_exports_and_analyses_a_small_corpus(trained, capsys):
                     ["sentsim", "t0w1 的", "t0w2 了"]):
         wordvec.main(command + ["--run", str(out)])
     assert "Spearman" in capsys.readouterr().out
+    per_pass = metrics["per_pass"]
+    assert set(per_pass) == {"loss", "rho", "rank_period", "rank_comma", "rank_de", "rank_he"}
+    assert len(per_pass["rho"]) == 2 and per_pass["rank_period"] == [None, None]  # 。 is not in this corpus
+    assert per_pass["rank_comma"][-1] == wordvec.norm_ranks(vectors, *wordvec.load_vocabulary(out))["rank_comma"]
+
+
+def review_csv(path, per_label=40, labels=(0, 1)):
+    rng = np.random.default_rng(0)
+    rows = [f"{' '.join(f't{label}w{k}' for k in rng.integers(8, size=5))} 的,{label}"
+            for label in labels for _ in range(per_label)]
+    path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_sentiment_scores_sentence_vectors_beside_the_article(trained, tmp_path, capsys):
+    data = review_csv(tmp_path / "reviews.csv")
+    result = wordvec.main(["sentiment", "--run", str(trained.out), "--data", str(data)])
+    printed = capsys.readouterr().out
+    assert "logistic regression" in printed and "≈0.81" in printed and "≈0.88" in printed
+    assert sum(result["split"]) == result["texts"] <= 80 and result["split"][1] >= 7
+    assert result["lr_valid"] >= 0.9 and result["mlp_valid"] >= 0.9  # two topics: separable
 
 
 def test_interrupted_train_resumes_without_repeating_a_pass(trained):
@@ -366,7 +425,7 @@ def test_interrupted_train_resumes_without_repeating_a_pass(trained):
     with open(trained.out / "history.csv", newline="") as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 2  # the pass before the interruption too
-    assert metrics["loss_per_pass"] == pytest.approx(losses)
+    assert metrics["per_pass"]["loss"] == pytest.approx(losses)
 
 
 def test_finished_run_is_reported_and_not_trained_again(trained, capsys):
@@ -384,6 +443,9 @@ def test_changed_settings_are_one_line_and_touch_nothing(trained, refuses):
 
 BAD_CORPORA = {"empty corpus": b"", "undecodable corpus": b"\xff\xfe\n\xff\n\xfe\n",
                "corpus below the window": b"a b c\n", "one word a line": b"a\nb\n" * 10}
+BAD_REVIEWS = {"reviews without a label column": "text,score\n好,1\n",
+               "reviews with a label 2": "text,label\n好,1\n差,2\n",
+               "reviews of one label": "text,label\n好,1\n很好,1\n"}
 BAD_ANALOGIES = {"malformed analogy line": b": s\nt0w1 t0w2 t1w1\n",
                  "empty analogy file": b"", "undecodable analogy file": b"\xff t0w1\n"}
 
@@ -420,6 +482,11 @@ def bad_input(case, tmp_path, trained):
     damage(case, run)
     train = ["train", "--data", str(corpus), "--out", str(tmp_path / "new")]
     norms, evaluate = ["norms", "--run", str(run)], ["evaluate", "--run", str(run), "--analogy"]
+    (tmp_path / "reviews.csv").write_text(BAD_REVIEWS.get(case, ""), encoding="utf-8")
+    (tmp_path / "xls").mkdir()
+    for name in ("pos.xls", "neg.xls"):
+        (tmp_path / "xls" / name).write_bytes(b"not a spreadsheet")
+    sentiment = ["sentiment", "--run", str(run), "--data"]
     return {
         "topn negative": [*norms, "--topn", "-3"], "topn zero": ["related", "的", "--topn", "0"],
         "context words negative": ["similar", "的", "--context-words", "-1", "--run", str(run)],
@@ -436,6 +503,10 @@ def bad_input(case, tmp_path, trained):
         "empty corpus folder": [*train[:2], str(tmp_path / "empty"), *train[3:]],
         **{case: [*train, "--min-count", "1"] for case in BAD_CORPORA},
         "min-count above every count": [*train, "--min-count", "100000"],
+        **{case: [*sentiment, str(tmp_path / "reviews.csv")] for case in BAD_REVIEWS},
+        "missing reviews": [*sentiment, str(tmp_path / "no.csv")],
+        "unreadable pos.xls": [*sentiment, str(tmp_path / "xls")],
+        "sentiment on another script's run": ["sentiment", "--run", str(tmp_path / "empty")],
     }[case]
 
 
@@ -466,6 +537,12 @@ def bad_input(case, tmp_path, trained):
     ("corpus below the window", r"holds 3 words, not more than --window 10: too few"),
     ("one word a line", "no two of the 2 words occur within --window 10"),
     ("min-count above every count", r"0 word\(s\) occur --min-count 100000 times"),
+    ("reviews without a label column", "the first line must name the columns text and label"),
+    ("reviews with a label 2", r"1 rows without a label 0 or 1 \(rows \[3\]\)"),
+    ("reviews of one label", "needs texts of both labels"),
+    ("missing reviews", "no.csv: expected a text,label CSV or a folder with pos.xls"),
+    ("unreadable pos.xls", r"needs the xlrd package|pos.xls: cannot read it as .xls"),
+    ("sentiment on another script's run", "not a run folder of simpler_wordvec"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, refuses, case, message):
     argv = bad_input(case, tmp_path, trained)
@@ -481,5 +558,5 @@ def test_default_recipe_trains_and_writes_on_a_tiny_corpus(tmp_path):
     run = wordvec.main(["train", "--data", str(tmp_path / "corpus.txt"), "--epochs", "1", "--out",
                         str(tmp_path / "run")])
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    assert np.load(run / "vectors.npy").shape[1] == wordvec.DIMENSION == 128 and len(metrics["loss_per_pass"]) == 1
+    assert np.load(run / "vectors.npy").shape[1] == wordvec.DIMENSION == 128 and len(metrics["per_pass"]["loss"]) == 1
     keras.saving.load_model(run / "model.keras")
