@@ -21,6 +21,7 @@ Outputs in --out (default runs/captcha_xception/<timestamp>/): model.keras, metr
 learning_curves.png, test_predictions.png (wrong ones in red), captchas/*.npz. Rerun with the same
 --out to resume (a finished run is reported, not retrained; other settings need a new --out).
 """
+
 import argparse
 import math
 import multiprocessing
@@ -44,24 +45,50 @@ SCRIPT_NAME = "captcha_xception"
 CHARSET = string.ascii_lowercase  # the Tencent labels are lowercase: 26 classes per position
 LENGTH = 4
 INPUT_SIZE = {"xception": (50, 120), "cnn2016": (53, 129), "small": (50, 120)}  # (height, width)
-ARTICLE_ACCURACY = {"xception": 0.85, "cnn2016": 0.46, "small": 0.85}  # all-4-correct [A4503], [A4138]
+ARTICLE_ACCURACY = {
+    "xception": 0.85,
+    "cnn2016": 0.46,
+    "small": 0.85,
+}  # all-4-correct [A4503], [A4138]
 DEFAULTS = {  # per backbone: the article's recipe (cnn2016: batch 256, 30 epochs; Xception: Adam default, batch 100)
     "xception": {"epochs": 10, "batch_size": 100, "learning_rate": 1e-3},
     "cnn2016": {"epochs": 30, "batch_size": 256, "learning_rate": 1e-3},
     "small": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3},
 }
-SIZES = {"train": 90_000, "validation": 5_000, "test": 10_000}  # the article's 90k / 10k split of 100k samples
+SIZES = {
+    "train": 90_000,
+    "validation": 5_000,
+    "test": 10_000,
+}  # the article's 90k / 10k split of 100k samples
 # --quick, timed on an idle 2-core CPU: the 289k-parameter CNN escapes the ln 26 loss plateau after a number of
 # updates, not of images, so batch 64 at Adam 1e-3 (≈56 s an epoch) reaches in 4 epochs what batch 128 at 3e-4 needed
 # 8 for (validation 56%, 71%, 73% after epochs 2-4 vs 62-65% after 6-8).
-QUICK = {"backbone": "small", "epochs": 4, "batch_size": 64, "learning_rate": 1e-3, "schedule": "constant",
-         "sizes": {"train": 30_000, "validation": 1_000, "test": 2_000}}
+QUICK = {
+    "backbone": "small",
+    "epochs": 4,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "schedule": "constant",
+    "sizes": {"train": 30_000, "validation": 1_000, "test": 2_000},
+}
 # --recipe cpu: the article's ">90% tuned" on 2 CPU cores within 45 minutes. The same CNN as --quick; what closes
 # the gap from 68% is 3× the captchas and 3× the epochs with the learning rate decayed to 0 (docs/captcha_xception.md).
-RECIPES = {"quick": QUICK, "cpu": {"backbone": "small", "epochs": 12, "batch_size": 64, "learning_rate": 1e-3,
-                                   "schedule": "cosine",
-                                   "sizes": {"train": 90_000, "validation": 2_000, "test": 10_000}}}
-ROLES = {"train": 0, "validation": 1, "test": 2}  # part of every generator seed, so the sets never share a seed
+RECIPES = {
+    "quick": QUICK,
+    "cpu": {
+        "backbone": "small",
+        "epochs": 12,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "schedule": "cosine",
+        "sizes": {"train": 90_000, "validation": 2_000, "test": 10_000},
+    },
+}
+ROLES = {
+    "train": 0,
+    "validation": 1,
+    "test": 2,
+}  # part of every generator seed, so the sets never share a seed
 CHUNK = 500  # captchas per worker task; chunks are seeded by index, so the result does not depend on --workers
 PAD = -1  # label padding for variable-length captchas
 
@@ -71,7 +98,9 @@ def encode_label(text, charset=CHARSET):
     """'abcd' → [0, 1, 2, 3] (index in charset; ord(c) − ord('a') for lowercase); ValueError on other characters."""
     bad = sorted(set(text) - set(charset))
     if bad or not text:
-        raise ValueError(f"label {text!r} has characters outside the charset: {''.join(bad) or 'empty'}")
+        raise ValueError(
+            f"label {text!r} has characters outside the charset: {''.join(bad) or 'empty'}"
+        )
     return [charset.index(character) for character in text]
 
 
@@ -115,8 +144,11 @@ def _generate_chunk(task):
     generator_random = _SeededSecrets(seed)
     original, captcha.image.secrets = captcha.image.secrets, generator_random
     try:  # font sizes scaled from the package's 60-pixel default to our height
-        generator = captcha.image.ImageCaptcha(width=width, height=height,
-                                               font_sizes=tuple(size * height // 60 for size in (42, 50, 56)))
+        generator = captcha.image.ImageCaptcha(
+            width=width,
+            height=height,
+            font_sizes=tuple(size * height // 60 for size in (42, 50, 56)),
+        )
         images = np.empty((count, height, width, 3), np.uint8)
         labels = np.full((count, longest), PAD, np.int32)
         for k in range(count):
@@ -129,16 +161,19 @@ def _generate_chunk(task):
     return images, labels
 
 
-def generate_captchas(count, seed, role="train", charset=CHARSET, length=(LENGTH, LENGTH), size=(50, 120),
-                      workers=2):
+def generate_captchas(
+    count, seed, role="train", charset=CHARSET, length=(LENGTH, LENGTH), size=(50, 120), workers=2
+):
     """`count` captchas as uint8 (count, H, W, 3) and int32 labels (count, max length, padded with -1).
 
     Deterministic for (seed, role): chunk k uses its own seed from (seed, role, k), whatever the worker count.
     """
     if count <= 0:
         raise ValueError(f"need a positive number of captchas, got {count}")
-    tasks = [(chunk_seed(seed, role, k), min(CHUNK, count - start), charset, tuple(length), tuple(size))
-             for k, start in enumerate(range(0, count, CHUNK))]
+    tasks = [
+        (chunk_seed(seed, role, k), min(CHUNK, count - start), charset, tuple(length), tuple(size))
+        for k, start in enumerate(range(0, count, CHUNK))
+    ]
     if workers > 1 and len(tasks) > 1:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -160,8 +195,10 @@ def cached_captchas(cache_dir, count, seed, role, charset, length, size, workers
                 if stored["charset"].item() == charset:
                     return stored["images"], stored["labels"], None
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:  # a cache
-            print(f"warning: {path}: unreadable cache ({type(error).__name__}); making it again",
-                  file=sys.stderr)
+            print(
+                f"warning: {path}: unreadable cache ({type(error).__name__}); making it again",
+                file=sys.stderr,
+            )
     start = time.perf_counter()
     images, labels = generate_captchas(count, seed, role, charset, length, size, workers)
     seconds = time.perf_counter() - start
@@ -191,16 +228,24 @@ def load_folder(folder, charset, length, size):
         try:
             label = label_from_path(path, charset, length)
             image = load_image(path, size)
-        except (ValueError, OSError) as error:  # PIL raises UnidentifiedImageError (an OSError) for non-images
+        except (
+            ValueError,
+            OSError,
+        ) as error:  # PIL raises UnidentifiedImageError (an OSError) for non-images
             skipped.append((path.name, str(error).splitlines()[0][:80]))
             continue
         images.append(image)
         labels.append(label)
     if skipped:
         examples = "; ".join(f"{name} ({reason})" for name, reason in skipped[:3])
-        print(f"skipped {len(skipped)} of {len(skipped) + len(images)} files, e.g. {examples}", file=sys.stderr)
+        print(
+            f"skipped {len(skipped)} of {len(skipped) + len(images)} files, e.g. {examples}",
+            file=sys.stderr,
+        )
     if not images:
-        raise ValueError(f"--data {folder}: no usable labelled captcha images (name them like xxxxabcd.jpg)")
+        raise ValueError(
+            f"--data {folder}: no usable labelled captcha images (name them like xxxxabcd.jpg)"
+        )
     return np.stack(images), np.asarray(labels, np.int32), skipped
 
 
@@ -217,7 +262,9 @@ class CaptchaBatches(ShuffledBatches):
     def __getitem__(self, index):
         rows = self.rows(index)
         labels = self.labels[rows]
-        targets = labels if self.head == "ctc" else tuple(labels[:, k] for k in range(labels.shape[1]))
+        targets = (
+            labels if self.head == "ctc" else tuple(labels[:, k] for k in range(labels.shape[1]))
+        )
         return self.images[rows].astype(np.float32), targets
 
 
@@ -249,9 +296,12 @@ def small_features(inputs):
 def xception_features(inputs, weights):
     """Xception(include_top=False, pooling='avg') on x/127.5 − 1. Built from `input_tensor`, because Keras refuses
     `input_shape` under 71 pixels. The CTC map is the middle flow's output (stride 16: 3×8)."""
-    scaled = layers.Rescaling(1 / 127.5, offset=-1, name="xception_preprocess")(inputs)  # preprocess_input
-    backbone, weights_used = runs.load_backbone(keras.applications.Xception, weights, input_tensor=scaled,
-                                                include_top=False, pooling="avg")
+    scaled = layers.Rescaling(1 / 127.5, offset=-1, name="xception_preprocess")(
+        inputs
+    )  # preprocess_input
+    backbone, weights_used = runs.load_backbone(
+        keras.applications.Xception, weights, input_tensor=scaled, include_top=False, pooling="avg"
+    )
     return backbone.output, backbone.get_layer("block13_sepconv1_act").input, weights_used
 
 
@@ -261,7 +311,9 @@ def ctc_sequence(feature_map, num_classes):
     x = layers.Reshape((width, height * channels))(layers.Permute((2, 1, 3))(feature_map))
     x = layers.Dropout(0.25)(layers.Dense(128, activation="relu")(x))
     x = layers.Bidirectional(layers.GRU(64, return_sequences=True))(x)
-    return layers.Dense(num_classes + 1, activation="softmax", dtype="float32", name="ctc")(x)  # f32 under bf16
+    return layers.Dense(num_classes + 1, activation="softmax", dtype="float32", name="ctc")(
+        x
+    )  # f32 under bf16
 
 
 @keras.saving.register_keras_serializable(package=SCRIPT_NAME)
@@ -271,12 +323,24 @@ def ctc_loss(labels, probabilities):
     label_lengths = ops.sum(ops.cast(labels >= 0, "int32"), axis=-1)
     batch, steps = ops.shape(probabilities)[0], ops.shape(probabilities)[1]
     output_lengths = ops.full((batch,), steps, dtype="int32")
-    return ops.ctc_loss(ops.maximum(labels, 0), ops.log(probabilities + 1e-7), label_lengths, output_lengths,
-                        mask_index=probabilities.shape[-1] - 1)
+    return ops.ctc_loss(
+        ops.maximum(labels, 0),
+        ops.log(probabilities + 1e-7),
+        label_lengths,
+        output_lengths,
+        mask_index=probabilities.shape[-1] - 1,
+    )
 
 
-def build_model(backbone="xception", head="softmax", num_classes=len(CHARSET), length=LENGTH, weights="none",
-                learning_rate=1e-3, input_size=None):
+def build_model(
+    backbone="xception",
+    head="softmax",
+    num_classes=len(CHARSET),
+    length=LENGTH,
+    weights="none",
+    learning_rate=1e-3,
+    input_size=None,
+):
     """Backbone + four independent Dropout(0.5) → Dense(num_classes, softmax) heads (or one CTC head), compiled
     with Adam (`learning_rate` may be a schedule) and one sparse cross-entropy per head. Returns (model,
     weights_used)."""
@@ -295,10 +359,16 @@ def build_model(backbone="xception", head="softmax", num_classes=len(CHARSET), l
         outputs = ctc_sequence(feature_map, num_classes)
         loss, metrics = ctc_loss, None
     elif head == "softmax":
-        dropout = 0.5 if backbone == "xception" else 0.0  # the 2016 CNN had no dropout; --quick's is before Flatten
+        dropout = (
+            0.5 if backbone == "xception" else 0.0
+        )  # the 2016 CNN had no dropout; --quick's is before Flatten
         # Separate layers, never TimeDistributed: shared weights would read the same letter at every position.
-        outputs = [layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"char_{k + 1}")(
-            layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(features)) for k in range(length)]
+        outputs = [
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"char_{k + 1}")(
+                layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(features)
+            )
+            for k in range(length)
+        ]
         loss, metrics = ["sparse_categorical_crossentropy"] * length, [["accuracy"]] * length
     else:
         raise ValueError(f"unknown head {head!r}")
@@ -313,7 +383,9 @@ def string_accuracy(predictions, labels):
     and nothing follows; CTC predictions are as wide as its time steps, but only the label's positions are reported."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     positions, width = labels.shape[1], max(predictions.shape[1], labels.shape[1])
-    predictions = np.pad(predictions, ((0, 0), (0, width - predictions.shape[1])), constant_values=PAD)
+    predictions = np.pad(
+        predictions, ((0, 0), (0, width - predictions.shape[1])), constant_values=PAD
+    )
     labels = np.pad(labels, ((0, 0), (0, width - labels.shape[1])), constant_values=PAD)
     correct = predictions == labels
     return float(np.mean(np.all(correct, axis=1))), np.mean(correct, axis=0)[:positions]
@@ -323,11 +395,15 @@ def ctc_greedy_decode(probabilities):
     """Best path: argmax per step, merge repeats, drop blanks (the last class). (N, T, C+1) → (N, T) padded −1."""
     probabilities = ops.convert_to_tensor(np.asarray(probabilities, np.float32))
     lengths = ops.full((probabilities.shape[0],), probabilities.shape[1], dtype="int32")
-    decoded, _ = ops.ctc_decode(ops.log(probabilities + 1e-7), lengths, strategy="greedy",
-                                mask_index=probabilities.shape[-1] - 1)
+    decoded, _ = ops.ctc_decode(
+        ops.log(probabilities + 1e-7),
+        lengths,
+        strategy="greedy",
+        mask_index=probabilities.shape[-1] - 1,
+    )
     decoded = ops.convert_to_numpy(decoded[0]).astype(np.int32)
     out = np.full((len(decoded), probabilities.shape[1]), PAD, np.int32)
-    out[:, :decoded.shape[1]] = np.where(decoded >= 0, decoded, PAD)[:, :probabilities.shape[1]]
+    out[:, : decoded.shape[1]] = np.where(decoded >= 0, decoded, PAD)[:, : probabilities.shape[1]]
     return out
 
 
@@ -349,13 +425,16 @@ class StringAccuracy(keras.callbacks.Callback):
         self.placement = placement
 
     def on_epoch_end(self, epoch, logs=None):
-        predictions = predict_labels(self.model, self.validation[0], self.batch_size, self.placement)
+        predictions = predict_labels(
+            self.model, self.validation[0], self.batch_size, self.placement
+        )
         accuracy, positions = string_accuracy(predictions, self.validation[1])
         logs["val_string_accuracy"] = accuracy
         logs.update({f"val_position_{k + 1}": value for k, value in enumerate(positions)})
         logs["string_accuracy"] = string_accuracy(
             predict_labels(self.model, self.train_sample[0], self.batch_size, self.placement),
-            self.train_sample[1])[0]
+            self.train_sample[1],
+        )[0]
 
 
 def plot_predictions(images, predictions, labels, charset, path, title, count=24):
@@ -367,14 +446,20 @@ def plot_predictions(images, predictions, labels, charset, path, title, count=24
 
     count = min(count, len(images))
     columns = 4
-    figure, axes = plt.subplots(math.ceil(count / columns), columns, figsize=(10, 1.2 * math.ceil(count / columns)),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        math.ceil(count / columns),
+        columns,
+        figsize=(10, 1.2 * math.ceil(count / columns)),
+        squeeze=False,
+    )
     for axis in axes.flat:
         axis.axis("off")
     for k, axis in zip(range(count), axes.flat):
         predicted, true = decode_label(predictions[k], charset), decode_label(labels[k], charset)
         axis.imshow(images[k])
-        axis.set_title(f"{predicted} ({true})", color="black" if predicted == true else "red", fontsize=9)
+        axis.set_title(
+            f"{predicted} ({true})", color="black" if predicted == true else "red", fontsize=9
+        )
     figure.suptitle(title)
     figure.tight_layout()
     with runs.atomic_path(path) as temporary:
@@ -383,15 +468,30 @@ def plot_predictions(images, predictions, labels, charset, path, title, count=24
 
 
 # --------------------------------------------------------------------------------------------------- train
-def train(model, train_batches, validation, train_sample, epochs, batch_size, out_dir,
-          placement=devices.Placement()):
+def train(
+    model,
+    train_batches,
+    validation,
+    train_sample,
+    epochs,
+    batch_size,
+    out_dir,
+    placement=devices.Placement(),
+):
     """Fit, keeping the best epoch on validation full-string accuracy; resumes (runfolder.fit).
 
     Returns (history of all epochs, with their `seconds`, evaluation included; kept epoch, 0-based).
     """
     logger = StringAccuracy(validation, train_sample, batch_size, placement)  # logs the monitor
-    history, tracker = runfolder.fit(model, train_batches, folder=out_dir, epochs=epochs,
-                                     monitor="val_string_accuracy", mode="max", callbacks=[logger])
+    history, tracker = runfolder.fit(
+        model,
+        train_batches,
+        folder=out_dir,
+        epochs=epochs,
+        monitor="val_string_accuracy",
+        mode="max",
+        callbacks=[logger],
+    )
     return history, tracker.state["best"]["epoch"] - 1
 
 
@@ -409,36 +509,79 @@ def parse_length(text):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="predict: captcha_xception.py predict --model PATH IMAGE...")
-    runs.add_standard_arguments(parser, epochs=None, batch_size=None, weights="auto",
-                                data_help="folder of real captcha images labelled by the last --length characters "
-                                          "of the file stem, split 90/10 (default: generated captchas)")
-    parser.add_argument("--backbone", choices=sorted(INPUT_SIZE), default=None,
-                        help="xception (default, 2017), cnn2016 (the 48,712-parameter CNN) or small (--quick's CNN)")
-    parser.add_argument("--head", choices=("softmax", "ctc"), default="softmax",
-                        help="softmax: one Dense per position (the article); ctc: GRU + CTC over the width")
-    parser.add_argument("--charset", default=CHARSET, help="characters a label may contain (default a-z)")
-    parser.add_argument("--length", type=parse_length, default=(LENGTH, LENGTH),
-                        help="characters per captcha, N or MIN-MAX (variable lengths need --head ctc; default 4)")
-    parser.add_argument("--learning-rate", type=runs.positive_float, default=None,
-                        help="Adam's learning rate (default 1e-3, the article and --quick)")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default=None,
-                        help="constant learning rate (the article) or cosine decay to 0 over the run "
-                             "(default with --recipe cpu)")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                        help="a named set of defaults (flags given explicitly still win): cpu = the small CNN on "
-                             "90k captchas, 12 epochs, cosine decay, ≥90%% in ≤45 min on 2 cores; quick = --quick")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="predict: captcha_xception.py predict --model PATH IMAGE...",
+    )
+    runs.add_standard_arguments(
+        parser,
+        epochs=None,
+        batch_size=None,
+        weights="auto",
+        data_help="folder of real captcha images labelled by the last --length characters "
+        "of the file stem, split 90/10 (default: generated captchas)",
+    )
+    parser.add_argument(
+        "--backbone",
+        choices=sorted(INPUT_SIZE),
+        default=None,
+        help="xception (default, 2017), cnn2016 (the 48,712-parameter CNN) or small (--quick's CNN)",
+    )
+    parser.add_argument(
+        "--head",
+        choices=("softmax", "ctc"),
+        default="softmax",
+        help="softmax: one Dense per position (the article); ctc: GRU + CTC over the width",
+    )
+    parser.add_argument(
+        "--charset", default=CHARSET, help="characters a label may contain (default a-z)"
+    )
+    parser.add_argument(
+        "--length",
+        type=parse_length,
+        default=(LENGTH, LENGTH),
+        help="characters per captcha, N or MIN-MAX (variable lengths need --head ctc; default 4)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=runs.positive_float,
+        default=None,
+        help="Adam's learning rate (default 1e-3, the article and --quick)",
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        default=None,
+        help="constant learning rate (the article) or cosine decay to 0 over the run "
+        "(default with --recipe cpu)",
+    )
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=None,
+        help="a named set of defaults (flags given explicitly still win): cpu = the small CNN on "
+        "90k captchas, 12 epochs, cosine decay, ≥90%% in ≤45 min on 2 cores; quick = --quick",
+    )
     for role in ROLES:
-        parser.add_argument(f"--{role}-size", type=runs.positive_int, default=None,
-                            help=f"generated {role} captchas (default {SIZES[role]:,}, --quick "
-                                 f"{QUICK['sizes'][role]:,})")
-    parser.add_argument("--workers", type=runs.positive_int, default=multiprocessing.cpu_count(),
-                        help="processes generating captchas (default: all CPU cores)")
+        parser.add_argument(
+            f"--{role}-size",
+            type=runs.positive_int,
+            default=None,
+            help=f"generated {role} captchas (default {SIZES[role]:,}, --quick "
+            f"{QUICK['sizes'][role]:,})",
+        )
+    parser.add_argument(
+        "--workers",
+        type=runs.positive_int,
+        default=multiprocessing.cpu_count(),
+        help="processes generating captchas (default: all CPU cores)",
+    )
     devices.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick and args.recipe not in (None, "quick"):
-        raise SystemExit(f"error: --quick is --recipe quick; it cannot be combined with --recipe {args.recipe}")
+        raise SystemExit(
+            f"error: --quick is --recipe quick; it cannot be combined with --recipe {args.recipe}"
+        )
     args.recipe = args.recipe or ("quick" if args.quick else None)
     named = RECIPES.get(args.recipe, {})
     args.backbone = args.backbone or named.get("backbone", "xception")
@@ -450,7 +593,9 @@ def parse_arguments(argv):
         if getattr(args, f"{role}_size") is None:
             setattr(args, f"{role}_size", named.get("sizes", SIZES)[role])
     if args.length[0] != args.length[1] and args.head != "ctc":
-        raise SystemExit("error: variable --length needs --head ctc (the softmax heads read a fixed length)")
+        raise SystemExit(
+            "error: variable --length needs --head ctc (the softmax heads read a fixed length)"
+        )
     if args.data and args.length[0] != args.length[1]:
         raise SystemExit("error: --data reads fixed-length labels from file names; give --length N")
     if len(set(args.charset)) != len(args.charset) or not args.charset:
@@ -466,17 +611,27 @@ def load_data(args, size, cache_dir):
         # The article's 90/10 train/test split; 10% of train is held out for choosing the epoch.
         train_part, test_part = split.random_split(len(images), (9, 1), seed=args.seed)
         train_rows, validation_rows = split.random_split(len(train_part), (9, 1), seed=args.seed)
-        parts = {"train": train_part[train_rows], "validation": train_part[validation_rows], "test": test_part}
+        parts = {
+            "train": train_part[train_rows],
+            "validation": train_part[validation_rows],
+            "test": test_part,
+        }
         if not all(map(len, parts.values())):
-            raise ValueError(f"--data {args.data}: {len(images)} usable images are too few for "
-                             "a train, validation and test part (about 10 at least)")
-        return {role: (images[rows], labels[rows]) for role, rows in parts.items()}, \
-            {"source": str(args.data), "skipped_files": len(skipped)}, {}
+            raise ValueError(
+                f"--data {args.data}: {len(images)} usable images are too few for "
+                "a train, validation and test part (about 10 at least)"
+            )
+        return (
+            {role: (images[rows], labels[rows]) for role, rows in parts.items()},
+            {"source": str(args.data), "skipped_files": len(skipped)},
+            {},
+        )
     data, unsaved = {}, {}
     for role in ROLES:
         count = getattr(args, f"{role}_size")
-        images, labels, path = cached_captchas(cache_dir, count, args.seed, role, args.charset,
-                                               args.length, size, args.workers)
+        images, labels, path = cached_captchas(
+            cache_dir, count, args.seed, role, args.charset, args.length, size, args.workers
+        )
         data[role] = images, labels
         if path:
             unsaved[path] = images, labels
@@ -497,35 +652,58 @@ def main(argv=None):
 
 def train_and_evaluate(args, run, placement):
     placement.check_batch(args.batch_size)
-    started = time.perf_counter()  # this invocation's wall time (a resumed run counts only its own part)
+    started = (
+        time.perf_counter()
+    )  # this invocation's wall time (a resumed run counts only its own part)
     rng = runs.seed_everything(args.seed)
     size = INPUT_SIZE[args.backbone]
     try:
         data, source, unsaved = load_data(args, size, run.path / "captchas")
         (x_train, y_train), validation, (x_test, y_test) = (data[role] for role in ROLES)
-        train_batches = CaptchaBatches(x_train, y_train, args.batch_size, args.head, shuffle=True,
-                                       seed=int(rng.integers(2**31)), devices=placement.count,
-                                       hosts=(placement.process, placement.processes))
+        train_batches = CaptchaBatches(
+            x_train,
+            y_train,
+            args.batch_size,
+            args.head,
+            shuffle=True,
+            seed=int(rng.integers(2**31)),
+            devices=placement.count,
+            hosts=(placement.process, placement.processes),
+        )
         learning_rate = args.learning_rate
         if args.schedule == "cosine":  # decays to 0 at the last step of the last epoch
             steps = args.epochs * len(train_batches)  # the batches fit is fed
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
-        model, weights_used = build_model(args.backbone, args.head, len(args.charset), args.length[1], args.weights,
-                                          learning_rate)
+        model, weights_used = build_model(
+            args.backbone, args.head, len(args.charset), args.length[1], args.weights, learning_rate
+        )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     out_dir = run.begin()  # only now: a bad --data or --weights leaves nothing behind
     for path, (images, labels) in unsaved.items():
         save_captchas(path, images, labels, args.charset)
-    print(f"{len(x_train):,} training, {len(validation[0]):,} validation, {len(x_test):,} test captchas at "
-          f"{size[0]}×{size[1]}; {args.backbone} + {args.head} head, {model.count_params():,} parameters, "
-          f"weights: {weights_used}", flush=True)
+    print(
+        f"{len(x_train):,} training, {len(validation[0]):,} validation, {len(x_test):,} test captchas at "
+        f"{size[0]}×{size[1]}; {args.backbone} + {args.head} head, {model.count_params():,} parameters, "
+        f"weights: {weights_used}",
+        flush=True,
+    )
     if train_batches.dropped:
-        print(f"{placement.count} devices: {train_batches.dropped} training captchas a pass left out to split evenly")
+        print(
+            f"{placement.count} devices: {train_batches.dropped} training captchas a pass left out to split evenly"
+        )
     sample = rng.choice(len(x_train), min(len(x_train), len(validation[0])), replace=False)
     train_sample = x_train[sample], y_train[sample]
-    history, best_epoch = train(model, train_batches, validation, train_sample, args.epochs,
-                                args.batch_size, out_dir, placement)  # the model: the best epoch
+    history, best_epoch = train(
+        model,
+        train_batches,
+        validation,
+        train_sample,
+        args.epochs,
+        args.batch_size,
+        out_dir,
+        placement,
+    )  # the model: the best epoch
     seconds_per_epoch = float(np.median(history["seconds"]))
     with runs.atomic_path(out_dir / "model.keras") as temporary:
         model.save(temporary)
@@ -537,41 +715,75 @@ def train_and_evaluate(args, run, placement):
     predict_rate = len(test_rows) / (time.perf_counter() - start)
     test_accuracy, test_positions = string_accuracy(predictions, y_test[test_rows])
     validation_accuracy = history["val_string_accuracy"][best_epoch]
-    validation_positions = [history[f"val_position_{k + 1}"][best_epoch] for k in range(args.length[1])]
+    validation_positions = [
+        history[f"val_position_{k + 1}"][best_epoch] for k in range(args.length[1])
+    ]
 
     curves = {name: history[name] for name in ("loss", "string_accuracy") if name in history}
     curves["val_string_accuracy"] = history["val_string_accuracy"]
-    runs.plot_history(curves, out_dir / "learning_curves.png", title=f"{args.backbone} + {args.head} head")
-    plot_predictions(x_test[test_rows], predictions, y_test[test_rows], args.charset,
-                     out_dir / "test_predictions.png", f"test: {test_accuracy:.2%} fully right")
+    runs.plot_history(
+        curves, out_dir / "learning_curves.png", title=f"{args.backbone} + {args.head} head"
+    )
+    plot_predictions(
+        x_test[test_rows],
+        predictions,
+        y_test[test_rows],
+        args.charset,
+        out_dir / "test_predictions.png",
+        f"test: {test_accuracy:.2%} fully right",
+    )
     article_number = ARTICLE_ACCURACY[args.backbone]
     metrics = {
-        "test_string_accuracy": test_accuracy, "test_position_accuracy": test_positions,
-        "validation_string_accuracy": validation_accuracy, "validation_position_accuracy": validation_positions,
-        "article_string_accuracy": article_number, "best_epoch": best_epoch + 1,
-        "epochs": len(history["val_string_accuracy"]), "seconds_per_epoch": seconds_per_epoch,
+        "test_string_accuracy": test_accuracy,
+        "test_position_accuracy": test_positions,
+        "validation_string_accuracy": validation_accuracy,
+        "validation_position_accuracy": validation_positions,
+        "article_string_accuracy": article_number,
+        "best_epoch": best_epoch + 1,
+        "epochs": len(history["val_string_accuracy"]),
+        "seconds_per_epoch": seconds_per_epoch,
         "train_images_per_second": len(x_train) / seconds_per_epoch if seconds_per_epoch else None,
-        "predict_images_per_second": predict_rate, "backbone": args.backbone, "head": args.head,
-        "parameters": model.count_params(), "weights": weights_used, "charset": args.charset,
-        "length": list(args.length), "input_size": list(size), "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "schedule": args.schedule, "recipe": args.recipe,
-        "seed": args.seed, "quick": args.quick, "wall_seconds": time.perf_counter() - started,
-        "train_images": len(x_train), "validation_images": len(validation[0]), "test_images": len(x_test),
-        "data": source, **placement.describe(), "environment": runs.environment(),
+        "predict_images_per_second": predict_rate,
+        "backbone": args.backbone,
+        "head": args.head,
+        "parameters": model.count_params(),
+        "weights": weights_used,
+        "charset": args.charset,
+        "length": list(args.length),
+        "input_size": list(size),
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "schedule": args.schedule,
+        "recipe": args.recipe,
+        "seed": args.seed,
+        "quick": args.quick,
+        "wall_seconds": time.perf_counter() - started,
+        "train_images": len(x_train),
+        "validation_images": len(validation[0]),
+        "test_images": len(x_test),
+        "data": source,
+        **placement.describe(),
+        "environment": runs.environment(),
     }
     run.finish(metrics)  # the last file: its presence marks the run finished
-    print(f"best epoch {best_epoch + 1}: validation {validation_accuracy:.2%}, test {test_accuracy:.2%} fully right "
-          f"(per position {', '.join(f'{value:.2f}' for value in test_positions)}; article: "
-          f">{article_number:.0%} for {args.backbone}); outputs in {out_dir}")
+    print(
+        f"best epoch {best_epoch + 1}: validation {validation_accuracy:.2%}, test {test_accuracy:.2%} fully right "
+        f"(per position {', '.join(f'{value:.2f}' for value in test_positions)}; article: "
+        f">{article_number:.0%} for {args.backbone}); outputs in {out_dir}"
+    )
     return metrics
 
 
 def predict_main(argv):
     """`predict --model RUN IMAGE...`: one line 'IMAGE<TAB>prediction' per image."""
-    parser = argparse.ArgumentParser(prog="captcha_xception.py predict", description="read captcha images")
+    parser = argparse.ArgumentParser(
+        prog="captcha_xception.py predict", description="read captcha images"
+    )
     parser.add_argument("--model", required=True, help="a training run folder, or its model.keras")
     parser.add_argument("--charset", default=None, help="the training charset (default: the run's)")
-    parser.add_argument("images", nargs="+", help="image files (any size; resized to the model's input)")
+    parser.add_argument(
+        "images", nargs="+", help="image files (any size; resized to the model's input)"
+    )
     args = parser.parse_args(argv)
     folder = runfolder.find_run(SCRIPT_NAME, args.model)  # one line unless a run of this script
     manifest = folder / runfolder.MANIFEST
@@ -581,8 +793,9 @@ def predict_main(argv):
         model = keras.saving.load_model(folder / "model.keras")
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:  # not a model
         reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        raise SystemExit(f"error: --model {args.model}: cannot load {folder / 'model.keras'} "
-                         f"({reason})") from None
+        raise SystemExit(
+            f"error: --model {args.model}: cannot load {folder / 'model.keras'} ({reason})"
+        ) from None
     size = tuple(model.input_shape[1:3])
     try:
         images = np.stack([load_image(path, size) for path in args.images])

@@ -21,6 +21,7 @@ the CMRC 2019 stories (`cmrc2019/passages.tsv`), cut into documents of CFT's siz
     python cloze_lm.py predict --model runs/cloze_lm/RUN FILE.doc_query > answers.txt
     python cloze_lm.py baselines                # Top-Frequency and random candidate on the validation files
 """
+
 import argparse
 import collections
 import json
@@ -30,8 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import keras
+import numpy as np
 from keras import layers, ops
 
 from common import devices, runfolder, runs
@@ -43,12 +44,21 @@ SHARED_DATA = REPOSITORY.parent / "shared" / "data"
 BLANK = "XXXXX"
 PAD, UNK = 0, 1  # the original used 0 for both, which gave NaN losses when the answer was UNK
 UNK_TOKEN = "<unk>"  # what an empty side becomes (the original's [0])
-PD_PARAGRAPHS = 6  # People's Daily has no article ids: a document is a fixed run of 6 consecutive paragraphs
+PD_PARAGRAPHS = (
+    6  # People's Daily has no article ids: a document is a fixed run of 6 consecutive paragraphs
+)
 CMRC2019_TOKENS = 120  # -> CFT's document size (mean 132 tokens, 7.6 sentences), see parse_cmrc2019
 NGRAM = 13  # drop training text sharing 13 Chinese characters in a row with a validation story
-PD_NOUN_TAGS = {"n"}  # Peking University tag set: common nouns only (nr splits surname and given name)
-ARTICLE = {"valid": 73.55, "test": 75.77, "official_random": 1.65, "official_top_frequency": 14.85,
-           "official_as_reader": 69.75}
+PD_NOUN_TAGS = {
+    "n"
+}  # Peking University tag set: common nouns only (nr splits surname and given name)
+ARTICLE = {
+    "valid": 73.55,
+    "test": 75.77,
+    "official_random": 1.65,
+    "official_top_frequency": 14.85,
+    "official_as_reader": 69.75,
+}
 PUNCTUATION = set("，。！？、；：“”‘’（）《》…—―-·,.!?;:\"'()[]<>") | {"……", "——", "――"}
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -57,16 +67,20 @@ PUNCTUATION = set("，。！？、；：“”‘’（）《》…—―-·,.!?
 def _document_line(line, source, number):
     match = re.fullmatch(r"\s*(\d+) \|\|\| (.*)", line)
     if not match:
-        raise ValueError(f"{source}:{number}: expected 'N ||| tokens' or '<qid_K> ||| query', got {line[:60]!r}")
+        raise ValueError(
+            f"{source}:{number}: expected 'N ||| tokens' or '<qid_K> ||| query', got {line[:60]!r}"
+        )
     return match.group(2)
 
 
 def _split_at_blank(tokens, source, number):
     if tokens.count(BLANK) != 1:
-        raise ValueError(f"{source}:{number}: expected exactly one {BLANK} in the document, "
-                         f"found {tokens.count(BLANK)}")
+        raise ValueError(
+            f"{source}:{number}: expected exactly one {BLANK} in the document, "
+            f"found {tokens.count(BLANK)}"
+        )
     cut = tokens.index(BLANK)
-    return tokens[:cut] or [UNK_TOKEN], tokens[cut + 1:] or [UNK_TOKEN]
+    return tokens[:cut] or [UNK_TOKEN], tokens[cut + 1 :] or [UNK_TOKEN]
 
 
 def parse_doc_query(text, source="<string>"):
@@ -88,7 +102,9 @@ def parse_doc_query(text, source="<string>"):
             start = number if not lines else start
             lines.append(_document_line(line, source, number))
     if lines:
-        raise ValueError(f"{source}:{start}: document without a '<qid_K> ||| query' line at the end of the file")
+        raise ValueError(
+            f"{source}:{start}: document without a '<qid_K> ||| query' line at the end of the file"
+        )
     return questions
 
 
@@ -99,7 +115,9 @@ def parse_answers(text, source="<string>"):
         if line.strip():
             parts = line.strip().split(" ||| ")
             if len(parts) != 2 or not parts[0].startswith("<qid_"):
-                raise ValueError(f"{source}:{number}: expected '<qid_K> ||| word', got {line[:60]!r}")
+                raise ValueError(
+                    f"{source}:{number}: expected '<qid_K> ||| word', got {line[:60]!r}"
+                )
             answers[parts[0]] = parts[1]
     return answers
 
@@ -116,7 +134,9 @@ def parse_cft(text, source="<string>"):
         parts = line.split(" ||| ")
         _document_line(" ||| ".join(parts[:2]), source, number)
         if len(parts) == 3:
-            query = parts[1].replace(BLANK, f" {BLANK} ").split()  # one query glues it: "上升 -XXXXX"
+            query = (
+                parts[1].replace(BLANK, f" {BLANK} ").split()
+            )  # one query glues it: "上升 -XXXXX"
             if query.count(BLANK) != 1:
                 raise ValueError(f"{source}:{number}: expected one {BLANK} in the query line")
             position = len(tokens) + query.index(BLANK)
@@ -126,7 +146,9 @@ def parse_cft(text, source="<string>"):
         elif len(parts) == 2:
             tokens += parts[1].split()
         else:
-            raise ValueError(f"{source}:{number}: expected 'N ||| tokens' or 'N ||| query ||| answer'")
+            raise ValueError(
+                f"{source}:{number}: expected 'N ||| tokens' or 'N ||| query ||| answer'"
+            )
     if tokens:
         raise ValueError(f"{source}: the last document has no 'N ||| query ||| answer' line")
     return documents
@@ -136,7 +158,11 @@ def read_official(doc_query_path, answer_path=None):
     """(qid, left, right, answer) from official files; answer is None without an answer file."""
     doc_query_path = Path(doc_query_path)
     questions = parse_doc_query(doc_query_path.read_text(encoding="utf-8"), doc_query_path)
-    answers = parse_answers(Path(answer_path).read_text(encoding="utf-8"), answer_path) if answer_path else {}
+    answers = (
+        parse_answers(Path(answer_path).read_text(encoding="utf-8"), answer_path)
+        if answer_path
+        else {}
+    )
     missing = [qid for qid, *_ in questions if answer_path and qid not in answers]
     if missing:
         raise ValueError(f"{answer_path}: no answer for {missing[0]} ({len(missing)} missing)")
@@ -148,7 +174,11 @@ def cft_blankable(word):
     import jieba.posseg
 
     tag = jieba.posseg.dt.word_tag_tab.get(word)
-    return tag.startswith("n") if tag else len(word) > 1 and all("\u4e00" <= c <= "\u9fff" for c in word)
+    return (
+        tag.startswith("n")
+        if tag
+        else len(word) > 1 and all("\u4e00" <= c <= "\u9fff" for c in word)
+    )
 
 
 def generate_questions(documents, blankable, per_document, rng, prefix="gen"):
@@ -160,11 +190,23 @@ def generate_questions(documents, blankable, per_document, rng, prefix="gen"):
     for number, document in enumerate(documents):
         words = [word for word, _ in document]
         counts = collections.Counter(words)
-        candidates = [i for i, (word, tag) in enumerate(document)
-                      if counts[word] > 1 and word != BLANK and word not in PUNCTUATION and blankable(word, tag)]
+        candidates = [
+            i
+            for i, (word, tag) in enumerate(document)
+            if counts[word] > 1
+            and word != BLANK
+            and word not in PUNCTUATION
+            and blankable(word, tag)
+        ]
         for k, i in enumerate(sorted(rng.permutation(candidates)[:per_document])):
-            questions.append((f"{prefix}{number}_{k}", words[:i] or [UNK_TOKEN], words[i + 1:] or [UNK_TOKEN],
-                              words[i]))
+            questions.append(
+                (
+                    f"{prefix}{number}_{k}",
+                    words[:i] or [UNK_TOKEN],
+                    words[i + 1 :] or [UNK_TOKEN],
+                    words[i],
+                )
+            )
     return questions
 
 
@@ -195,7 +237,7 @@ def parse_cmrc2019(text, source="<string>"):
 def chinese_ngrams(words):
     """Runs of NGRAM Chinese characters only: punctuation and spacing differ between sources."""
     text = re.sub(r"[^\u4e00-\u9fff]", "", "".join(words))
-    return {text[i:i + NGRAM] for i in range(len(text) - NGRAM + 1)}
+    return {text[i : i + NGRAM] for i in range(len(text) - NGRAM + 1)}
 
 
 def training_documents(sources, blank, data_dir, stories=frozenset()):
@@ -205,14 +247,17 @@ def training_documents(sources, blank, data_dir, stories=frozenset()):
     for name in sources:
         if name == "pd":
             paragraphs, step = load_peoples_daily(with_tags=True), PD_PARAGRAPHS
-            documents = [sum(paragraphs[i:i + step], []) for i in range(0, len(paragraphs), step)]
+            documents = [sum(paragraphs[i : i + step], []) for i in range(0, len(paragraphs), step)]
         else:
             path = Path(data_dir) / files[name]
             if not path.is_file():
                 raise SystemExit(f"error: {path} not found; pass --data DIR, or other --sources")
             text = path.read_text(encoding="utf-8")
-            parsed = (parse_cmrc2019(text, path) if name == "cmrc2019"
-                      else [tokens for tokens, _ in parse_cft(text, path)])
+            parsed = (
+                parse_cmrc2019(text, path)
+                if name == "cmrc2019"
+                else [tokens for tokens, _ in parse_cft(text, path)]
+            )
             documents = [[(word, "") for word in tokens] for tokens in parsed]
             if not documents:
                 raise SystemExit(f"error: --sources {name}: {path} holds no documents")
@@ -227,8 +272,16 @@ def train_word_vectors(sentences, dimension=128, epochs=10, seed=2017):
     """gensim skip-gram as the article: vector_size 128, sg, negative 10, min_count 2, window 5."""
     from gensim.models import Word2Vec
 
-    model = Word2Vec(sentences, vector_size=dimension, sg=1, negative=10, min_count=2, epochs=epochs, seed=seed,
-                     workers=2)
+    model = Word2Vec(
+        sentences,
+        vector_size=dimension,
+        sg=1,
+        negative=10,
+        min_count=2,
+        epochs=epochs,
+        seed=seed,
+        workers=2,
+    )
     return list(model.wv.index_to_key), model.wv.vectors.astype("float32")
 
 
@@ -257,13 +310,32 @@ def encode(questions, word_to_id, max_side=None, pointer="words", candidates="al
         if answer is not None and pointer == "ids" and answer_key == UNK:
             skipped["answer is UNK"] += 1
             continue
-        key_to_word = {int(key): "" if word == UNK_TOKEN else word for key, word in zip(keys, words)}
+        key_to_word = {
+            int(key): "" if word == UNK_TOKEN else word for key, word in zip(keys, words)
+        }
         if pointer == "ids":
-            key_to_word[UNK] = ""  # the original's id2word.get(id, ' '): an UNK answer is a blank answer
-        never = [key for key, word in key_to_word.items()  # never an answer
-                 if word in PUNCTUATION or not word or (candidates == "nouns" and not cft_blankable(word))]
-        samples.append({"qid": qid, "never": np.array(never, np.int32), "left": ids[:len(left)], "right": ids[len(left):], "keys": keys,
-                        "answer_key": answer_key, "key_to_word": key_to_word, "answer": answer})
+            key_to_word[UNK] = (
+                ""  # the original's id2word.get(id, ' '): an UNK answer is a blank answer
+            )
+        never = [
+            key
+            for key, word in key_to_word.items()  # never an answer
+            if word in PUNCTUATION
+            or not word
+            or (candidates == "nouns" and not cft_blankable(word))
+        ]
+        samples.append(
+            {
+                "qid": qid,
+                "never": np.array(never, np.int32),
+                "left": ids[: len(left)],
+                "right": ids[len(left) :],
+                "keys": keys,
+                "answer_key": answer_key,
+                "key_to_word": key_to_word,
+                "answer": answer,
+            }
+        )
     return samples, skipped
 
 
@@ -286,19 +358,27 @@ class ClozeBatches(keras.utils.PyDataset):
     def __init__(self, samples, batch_size, rng=None, bucket=True, devices=1, **kwargs):
         super().__init__(**kwargs)
         self.samples, self.batch_size, self.rng, self.bucket = samples, batch_size, rng, bucket
-        self.devices = devices  # training batches must split evenly: the last one drops its remainder
+        self.devices = (
+            devices  # training batches must split evenly: the last one drops its remainder
+        )
         self.on_epoch_end()
 
     def on_epoch_end(self):
-        order = self.rng.permutation(len(self.samples)) if self.rng is not None else np.arange(len(self.samples))
+        order = (
+            self.rng.permutation(len(self.samples))
+            if self.rng is not None
+            else np.arange(len(self.samples))
+        )
         if self.bucket:
             pool = 50 * self.batch_size
             length = lambda i: (len(self.samples[i]["left"]) // 16, len(self.samples[i]["right"]))
-            order = np.concatenate([sorted(order[s:s + pool], key=length) for s in range(0, len(order), pool)]
-                                   or [np.array([], int)])
-        batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+            order = np.concatenate(
+                [sorted(order[s : s + pool], key=length) for s in range(0, len(order), pool)]
+                or [np.array([], int)]
+            )
+        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         if self.rng is not None and self.devices > 1:
-            batches = [batch[:len(batch) - len(batch) % self.devices] for batch in batches]
+            batches = [batch[: len(batch) - len(batch) % self.devices] for batch in batches]
             batches = [batch for batch in batches if len(batch)]
         if self.rng is not None:
             batches = [batches[k] for k in self.rng.permutation(len(batches))]
@@ -311,24 +391,34 @@ class ClozeBatches(keras.utils.PyDataset):
         chosen = [self.samples[i] for i in self.batches[index]]
         width_left = max(len(s["left"]) for s in chosen)
         width_right = max(len(s["right"]) for s in chosen)
-        if index == 0:  # Keras fixes the tf.data signature from the first batches: make their widths differ
+        if (
+            index == 0
+        ):  # Keras fixes the tf.data signature from the first batches: make their widths differ
             width_left = 1 + max(len(s["left"]) for s in self.samples)
             width_right = 1 + max(len(s["right"]) for s in self.samples)
         left = np.zeros((len(chosen), width_left), np.int32)
         right = np.zeros((len(chosen), width_right), np.int32)
         keys = np.zeros((len(chosen), width_left + width_right), np.int32)
         for row, sample in enumerate(chosen):
-            left[row, :len(sample["left"])] = sample["left"]
-            right[row, :len(sample["right"])] = sample["right"]
-            keys[row, :len(sample["left"])] = sample["keys"][:len(sample["left"])]
-            keys[row, width_left:width_left + len(sample["right"])] = sample["keys"][len(sample["left"]):]
+            left[row, : len(sample["left"])] = sample["left"]
+            right[row, : len(sample["right"])] = sample["right"]
+            keys[row, : len(sample["left"])] = sample["keys"][: len(sample["left"])]
+            keys[row, width_left : width_left + len(sample["right"])] = sample["keys"][
+                len(sample["left"]) :
+            ]
         return chosen, left, right, keys
 
     def __getitem__(self, index):
         chosen, left, right, keys = self.arrays(index)
-        target = np.stack([make_target(k[:left.shape[1]], k[left.shape[1]:], s["answer_key"])
-                           for k, s in zip(keys, chosen)])
-        for row, sample in enumerate(chosen):  # −1: a position prediction never picks, left out of the softmax
+        target = np.stack(
+            [
+                make_target(k[: left.shape[1]], k[left.shape[1] :], s["answer_key"])
+                for k, s in zip(keys, chosen)
+            ]
+        )
+        for row, sample in enumerate(
+            chosen
+        ):  # −1: a position prediction never picks, left out of the softmax
             target[row, np.isin(keys[row], sample["never"]) & (target[row] == 0)] = -1
         return (left, right), target
 
@@ -345,10 +435,17 @@ class UnkEmbedding(layers.Layer):
         self.vocabulary_size, self.dimension = vocabulary_size, dimension
 
     def build(self, input_shape):
-        self.table = self.add_weight(shape=(self.vocabulary_size, self.dimension), initializer="zeros",
-                                     trainable=False, name="table")
-        self.unk = self.add_weight(shape=(1, self.dimension), name="unk",
-                                   initializer=keras.initializers.RandomUniform(-0.05, 0.05))
+        self.table = self.add_weight(
+            shape=(self.vocabulary_size, self.dimension),
+            initializer="zeros",
+            trainable=False,
+            name="table",
+        )
+        self.unk = self.add_weight(
+            shape=(1, self.dimension),
+            name="unk",
+            initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+        )
 
     def call(self, ids):
         is_unk = ops.cast(ops.expand_dims(ops.equal(ids, UNK), -1), self.compute_dtype)
@@ -361,7 +458,11 @@ class UnkEmbedding(layers.Layer):
         return (*input_shape, self.dimension)
 
     def get_config(self):
-        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "dimension": self.dimension}
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "dimension": self.dimension,
+        }
 
 
 @keras.saving.register_keras_serializable(package="cloze_lm")
@@ -381,17 +482,29 @@ class PointerLogits(layers.Layer):
 
     def build(self, input_shapes):
         if self.match == "embeddings":
-            self.projection = self.add_weight(shape=(input_shapes[2][-1], input_shapes[4][-1]), name="projection")
+            self.projection = self.add_weight(
+                shape=(input_shapes[2][-1], input_shapes[4][-1]), name="projection"
+            )
 
     def call(self, inputs):
-        left_ids, right_ids, left_states, right_states, left_vectors, right_vectors, global_vector = inputs
+        (
+            left_ids,
+            right_ids,
+            left_states,
+            right_states,
+            left_vectors,
+            right_vectors,
+            global_vector,
+        ) = inputs
         if self.match == "embeddings":
             features = ops.concatenate([left_vectors, right_vectors], axis=1)
             global_vector = ops.matmul(global_vector, self.projection)
         else:
             features = ops.concatenate([left_states, right_states], axis=1)
         logits = ops.einsum("btd,bd->bt", features, global_vector)
-        mask = ops.concatenate([ops.not_equal(left_ids, PAD), ops.not_equal(right_ids, PAD)], axis=1)
+        mask = ops.concatenate(
+            [ops.not_equal(left_ids, PAD), ops.not_equal(right_ids, PAD)], axis=1
+        )
         return ops.where(mask, logits, ops.full_like(logits, -1e12))
 
     def compute_output_shape(self, input_shapes):
@@ -412,8 +525,12 @@ def build_model(vocabulary_size, vectors=None, dimension=128, units=128, match="
     left_ids = keras.Input((None,), dtype="int32", name="left")
     right_ids = keras.Input((None,), dtype="int32", name="right")
     embedding = UnkEmbedding(vocabulary_size, dimension, name="embedding")
-    depth = [layers.Bidirectional(layers.LSTM(units, return_sequences=True, return_state=True), name=f"bilstm{k}")
-             for k in (1, 2)]
+    depth = [
+        layers.Bidirectional(
+            layers.LSTM(units, return_sequences=True, return_state=True), name=f"bilstm{k}"
+        )
+        for k in (1, 2)
+    ]
     sides = []
     for ids in (left_ids, right_ids):
         vectors_side = embedding(ids)
@@ -422,8 +539,11 @@ def build_model(vocabulary_size, vectors=None, dimension=128, units=128, match="
             states, forward_h, _, backward_h, _ = bilstm(states)
         sides.append((vectors_side, states, layers.Concatenate()([forward_h, backward_h])))
     global_vector = layers.Average(name="global_vector")([sides[0][2], sides[1][2]])
-    logits = PointerLogits(match, dtype="float32", name="pointer")(  # float32 under --mixed-precision
-        [left_ids, right_ids, sides[0][1], sides[1][1], sides[0][0], sides[1][0], global_vector])
+    logits = PointerLogits(
+        match, dtype="float32", name="pointer"
+    )(  # float32 under --mixed-precision
+        [left_ids, right_ids, sides[0][1], sides[1][1], sides[0][0], sides[1][0], global_vector]
+    )
     model = keras.Model([left_ids, right_ids], logits, name="cloze_lm")
     if vectors is not None:
         table = np.zeros((vocabulary_size, dimension), "float32")
@@ -463,9 +583,13 @@ def predict_answers(model, samples, batch_size=160, placement=devices.Placement(
     answers = {}
     for index in range(len(batches)):
         chosen, left, right, keys = batches.arrays(index)
-        logits = placement.predict(model, (left, right), on_batch=True)  # padded to split across devices
+        logits = placement.predict(
+            model, (left, right), on_batch=True
+        )  # padded to split across devices
         probabilities = masked_softmax(np.asarray(logits, "float64"))
-        for row, sample in enumerate(chosen):  # punctuation and the empty-side filler are never answers
+        for row, sample in enumerate(
+            chosen
+        ):  # punctuation and the empty-side filler are never answers
             probabilities[row, np.isin(keys[row], sample["never"])] = 0
         for sample, key in zip(chosen, pointer_sum(keys, probabilities)):
             answers[sample["qid"]] = sample["key_to_word"].get(int(key), "")
@@ -512,8 +636,11 @@ def baselines(questions, rng):
         top[qid] = max(counts, key=lambda w: (counts[w], -words.index(w)))
         top_any[qid] = max(every, key=lambda w: (every[w], -words.index(w)))
         random[qid] = sorted(counts)[rng.integers(len(counts))]
-    return {"top_frequency": accuracy(top, questions), "top_frequency_any_word": accuracy(top_any, questions),
-            "random_candidate": accuracy(random, questions)}
+    return {
+        "top_frequency": accuracy(top, questions),
+        "top_frequency_any_word": accuracy(top_any, questions),
+        "random_candidate": accuracy(random, questions),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------- train
@@ -529,12 +656,17 @@ class Evaluator(keras.callbacks.Callback):
         self.samples, self.questions, self.every = samples, questions, every
         self.placement = placement
         self.folder, self.state_path = Path(folder), Path(folder) / "selection.json"
-        self.state = (runfolder.read_json(self.state_path) if self.state_path.is_file()
-                      else {"best": None, "log": []})
+        self.state = (
+            runfolder.read_json(self.state_path)
+            if self.state_path.is_file()
+            else {"best": None, "log": []}
+        )
         self.batches, self.resumed = 0, False
 
     def evaluate(self, epoch, where):
-        score = accuracy(predict_answers(self.model, self.samples, placement=self.placement), self.questions)
+        score = accuracy(
+            predict_answers(self.model, self.samples, placement=self.placement), self.questions
+        )
         entry = {"epoch": epoch + 1, "at": where, "selection_accuracy": score}
         best = self.state["best"]
         improved = best is None or score > best["selection_accuracy"]
@@ -547,8 +679,11 @@ class Evaluator(keras.callbacks.Callback):
         for stale in (self.folder / "backup").glob("selected-*.keras"):
             if stale.name != best["file"]:
                 stale.unlink()
-        print(f"\nselection accuracy {score:.2f}% after epoch {epoch + 1} {where}"
-              f"{' (best, saved)' if improved else ''}", flush=True)
+        print(
+            f"\nselection accuracy {score:.2f}% after epoch {epoch + 1} {where}"
+            f"{' (best, saved)' if improved else ''}",
+            flush=True,
+        )
         return score
 
     def on_train_batch_end(self, batch, logs=None):
@@ -577,18 +712,27 @@ def prepare_training(args, rng, validation, saved=None):
     """Training questions, word vectors and vocabulary (from `saved` on resume), a recipe record."""
     questions, corpus, dropped = [], [], {}
     recipe = {"sources": {}, "dropped_overlapping_validation": dropped}
-    stories = set().union(*(chinese_ngrams(left + [answer] + right)  # the answer written back
-                            for _, left, right, answer in validation))
+    stories = set().union(
+        *(
+            chinese_ngrams(left + [answer] + right)  # the answer written back
+            for _, left, right, answer in validation
+        )
+    )
     sources = training_documents(args.sources, args.blank, args.data, stories)
     for name, (documents, blankable, dropped[name]) in sources.items():  # counts go into `dropped`
-        generated = generate_questions(documents, blankable, args.questions_per_document, rng, prefix=f"{name}_")
+        generated = generate_questions(
+            documents, blankable, args.questions_per_document, rng, prefix=f"{name}_"
+        )
         questions += generated
         corpus += [[word for word, _ in document] for document in documents]
         recipe["sources"][name] = {"documents": len(documents), "questions": len(generated)}
     for path in args.train or []:
         official = read_official(path, Path(path).with_suffix(".answer"))
-        kept = [(qid, left, right, answer) for qid, left, right, answer in official
-                if not chinese_ngrams(left + [answer] + right) & stories]
+        kept = [
+            (qid, left, right, answer)
+            for qid, left, right, answer in official
+            if not chinese_ngrams(left + [answer] + right) & stories
+        ]
         questions, dropped[str(path)] = questions + kept, len(official) - len(kept)
         corpus += [left + right for _, left, right, _ in kept]
         recipe["sources"][str(path)] = {"questions": len(kept)}
@@ -602,10 +746,12 @@ def prepare_training(args, rng, validation, saved=None):
         dropped["extra_corpus"] = len(lines) - len(kept)
     print(f"dropped, sharing {NGRAM} Chinese characters with a validation story: {dropped}")
     if not questions:
-        raise SystemExit("error: no training questions; pass --sources cft,pd or --train FILE.doc_query")
+        raise SystemExit(
+            "error: no training questions; pass --sources cft,pd or --train FILE.doc_query"
+        )
     rng.shuffle(questions)
     if args.max_questions:
-        questions = questions[:args.max_questions]
+        questions = questions[: args.max_questions]
     if saved and (saved / "vectors.npy").is_file() and (saved / "vocabulary.txt").is_file():
         words = (saved / "vocabulary.txt").read_text(encoding="utf-8").split("\n")[2:]  # same table
         vectors = np.load(saved / "vectors.npy")
@@ -615,8 +761,13 @@ def prepare_training(args, rng, validation, saved=None):
         start = time.time()
         words, vectors = train_word_vectors(corpus, epochs=args.w2v_epochs, seed=args.seed)
         recipe["word2vec_seconds"] = round(time.time() - start, 1)
-    recipe.update(blank=args.blank, questions_per_document=args.questions_per_document, max_side=args.max_side,
-                  word2vec_corpus_tokens=sum(map(len, corpus)), vocabulary=len(words) + 2)
+    recipe.update(
+        blank=args.blank,
+        questions_per_document=args.questions_per_document,
+        max_side=args.max_side,
+        word2vec_corpus_tokens=sum(map(len, corpus)),
+        vocabulary=len(words) + 2,
+    )
     return questions, words, vectors, recipe
 
 
@@ -630,11 +781,16 @@ def save_vectors(out, words, vectors):
 
 def load_validation(valid, flag="--valid"):
     path = Path(valid)
-    doc_query, answer = (path / "cloze.valid.doc_query", path / "cloze.valid.answer") if path.is_dir() else (
-        path, path.with_suffix(".answer"))
+    doc_query, answer = (
+        (path / "cloze.valid.doc_query", path / "cloze.valid.answer")
+        if path.is_dir()
+        else (path, path.with_suffix(".answer"))
+    )
     if not doc_query.is_file() or not answer.is_file():
-        raise SystemExit(f"error: {flag} {valid}: need cloze.valid.doc_query and .answer "
-                         "(or FILE.doc_query with FILE.answer beside it)")
+        raise SystemExit(
+            f"error: {flag} {valid}: need cloze.valid.doc_query and .answer "
+            "(or FILE.doc_query with FILE.answer beside it)"
+        )
     questions = read_official(doc_query, answer)
     if not questions:
         raise SystemExit(f"error: {flag} {doc_query}: holds no questions")
@@ -652,12 +808,23 @@ def train(args, run, placement=devices.Placement()):
     samples, skipped = encode(questions, word_to_id, args.max_side, args.pointer, args.candidates)
     if not samples:
         raise SystemExit(f"error: no training question can be learned ({dict(skipped)})")
-    valid_samples, valid_skipped = encode(validation, word_to_id, None, args.pointer, args.candidates)
-    kept = {s["qid"] for s in valid_samples}  # skipped ones (answer UNK under pointer=ids) count as wrong
-    recipe.update(training_questions=len(samples), skipped=dict(skipped), validation_skipped=dict(valid_skipped),
-                  validation_answers_out_of_vocabulary=100.0 * np.mean([a not in word_to_id for *_, a in validation]))
-    print(f"{len(samples)} training questions ({dict(skipped)} skipped), vocabulary {len(word_to_id) + 2}, "
-          f"{recipe['validation_answers_out_of_vocabulary']:.1f}% of validation answers out of vocabulary")
+    valid_samples, valid_skipped = encode(
+        validation, word_to_id, None, args.pointer, args.candidates
+    )
+    kept = {
+        s["qid"] for s in valid_samples
+    }  # skipped ones (answer UNK under pointer=ids) count as wrong
+    recipe.update(
+        training_questions=len(samples),
+        skipped=dict(skipped),
+        validation_skipped=dict(valid_skipped),
+        validation_answers_out_of_vocabulary=100.0
+        * np.mean([a not in word_to_id for *_, a in validation]),
+    )
+    print(
+        f"{len(samples)} training questions ({dict(skipped)} skipped), vocabulary {len(word_to_id) + 2}, "
+        f"{recipe['validation_answers_out_of_vocabulary']:.1f}% of validation answers out of vocabulary"
+    )
     # Half the shared questions choose the checkpoint; the other half is looked at once, at the end.
     selection_index, test_index = random_split(len(validation), (1, 1), seed=args.seed)
     sealed = SealedTestSet(test_index)
@@ -672,35 +839,52 @@ def train(args, run, placement=devices.Placement()):
     # The evaluator keeps the best of every evaluation, mid-epoch ones too (the article's recipe);
     # runfolder.fit sees only epoch ends: it resumes and logs (monitor=None) but does not select.
     batches = ClozeBatches(samples, args.batch_size, rng=rng, devices=placement.count)
-    history, _ = runfolder.fit(model, batches, folder=out, epochs=args.epochs,
-                               callbacks=[evaluator])
+    history, _ = runfolder.fit(
+        model, batches, folder=out, epochs=args.epochs, callbacks=[evaluator]
+    )
     train_seconds = sum(history["seconds"])  # every epoch, those before a resume too
 
     best = evaluator.best_model(out / "model.keras")
     predictions = predict_answers(best, valid_samples, placement=placement)
-    test_accuracy = sealed.evaluate(lambda index: accuracy(predictions, [validation[i] for i in index]))
+    test_accuracy = sealed.evaluate(
+        lambda index: accuracy(predictions, [validation[i] for i in index])
+    )
     with runs.atomic_path(out / "valid.predictions") as temporary:
-        temporary.write_text("".join(f"{qid} ||| {predictions.get(qid, '')}\n" for qid, *_ in validation),
-                             encoding="utf-8")
+        temporary.write_text(
+            "".join(f"{qid} ||| {predictions.get(qid, '')}\n" for qid, *_ in validation),
+            encoding="utf-8",
+        )
     metrics = {
-        "selection_accuracy": accuracy(predictions, selection), "held_out_accuracy": test_accuracy,
-        "all_shared_accuracy": accuracy(predictions, validation), "shared_questions": len(validation),
-        "scored_questions": len(kept), "baselines": baselines(validation, np.random.default_rng(args.seed)),
-        "article": ARTICLE, "recipe": recipe, "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "selection_accuracy": accuracy(predictions, selection),
+        "held_out_accuracy": test_accuracy,
+        "all_shared_accuracy": accuracy(predictions, validation),
+        "shared_questions": len(validation),
+        "scored_questions": len(kept),
+        "baselines": baselines(validation, np.random.default_rng(args.seed)),
+        "article": ARTICLE,
+        "recipe": recipe,
+        "config": {k: v for k, v in vars(args).items() if k != "func"},
         "selected": evaluator.state["best"],
-        "parameters": {"trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-                       "frozen": int(sum(np.prod(w.shape) for w in model.non_trainable_weights))},
-        "train_seconds": round(train_seconds, 1), "training_questions_per_second":
-            round(len(samples) * args.epochs / max(train_seconds, 1e-9), 1), **placement.describe(),
+        "parameters": {
+            "trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+            "frozen": int(sum(np.prod(w.shape) for w in model.non_trainable_weights)),
+        },
+        "train_seconds": round(train_seconds, 1),
+        "training_questions_per_second": round(
+            len(samples) * args.epochs / max(train_seconds, 1e-9), 1
+        ),
+        **placement.describe(),
         "environment": runs.environment(),
     }
     curves = {"loss": history["loss"], "selection_accuracy": history["val_selection_accuracy"]}
     runs.plot_history(curves, out / "history.png", "cloze_lm")
     run.finish(metrics)
-    print(f"shared CMRC 2017 questions: selection {metrics['selection_accuracy']:.2f}%, held-out "
-          f"{test_accuracy:.2f}%, all {metrics['all_shared_accuracy']:.2f}% | Top-Frequency "
-          f"{metrics['baselines']['top_frequency']:.2f}%, random {metrics['baselines']['random_candidate']:.2f}% | "
-          f"article {ARTICLE['valid']}% valid (official train set), official Top-Frequency 14.85% -> {out}")
+    print(
+        f"shared CMRC 2017 questions: selection {metrics['selection_accuracy']:.2f}%, held-out "
+        f"{test_accuracy:.2f}%, all {metrics['all_shared_accuracy']:.2f}% | Top-Frequency "
+        f"{metrics['baselines']['top_frequency']:.2f}%, random {metrics['baselines']['random_candidate']:.2f}% | "
+        f"article {ARTICLE['valid']}% valid (official train set), official Top-Frequency 14.85% -> {out}"
+    )
     return metrics
 
 
@@ -714,8 +898,13 @@ def predict(args):
     questions = read_official(args.file)
     if not questions:
         raise SystemExit(f"error: {args.file}: holds no questions")
-    samples, _ = encode(questions, {w: i for i, w in enumerate(words) if i >= 2}, None,
-                        config.get("pointer", "words"), config.get("candidates", "all"))
+    samples, _ = encode(
+        questions,
+        {w: i for i, w in enumerate(words) if i >= 2},
+        None,
+        config.get("pointer", "words"),
+        config.get("candidates", "all"),
+    )
     try:
         model = keras.saving.load_model(run / "model.keras")
     except Exception as error:  # a damaged file in a run folder of this script
@@ -731,46 +920,103 @@ def predict(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     count, count_or_zero = runs.positive_int, runs.non_negative_int
     commands = parser.add_subparsers(dest="command", required=True)
-    trainer = commands.add_parser("train", help="generate questions, train word vectors and the model, evaluate")
-    runs.add_standard_arguments(trainer, epochs=30, batch_size=160,
-                                data_help="holds hfl-cft/, cmrc2019/ (default ../shared/data)")
-    trainer.add_argument("--valid", default=str(SHARED_DATA / "cmrc2017"),
-                         help="folder with cloze.valid.doc_query/.answer, or a FILE.doc_query (evaluation only)")
-    trainer.add_argument("--train", nargs="*", help="official-format FILE.doc_query (FILE.answer beside it)")
-    trainer.add_argument("--sources", default="cft,pd",
-                         help="question sources, comma-separated: cft, cmrc2019, pd or none")
-    trainer.add_argument("--blank", choices=("nouns", "any"), default="nouns",
-                         help="what the generator blanks: nouns (default) or any repeated word")
-    trainer.add_argument("--questions-per-document", type=count, default=None,
-                         help="generated questions per document (default 20; 6 with --quick)")
-    trainer.add_argument("--max-side", type=count, default=None,
-                         help="training context cap, tokens a side nearest the blank (default 250; 60 with --quick)")
-    trainer.add_argument("--max-questions", type=count, default=None,
-                         help="at most N training questions (default all; 4000 with --quick)")
-    trainer.add_argument("--pointer", choices=("words", "ids"), default="words",
-                         help="group positions by word (default; OOV answers stay predictable) or by id (article)")
-    trainer.add_argument("--candidates", choices=("nouns", "all"), default="nouns",
-                         help="answers considered at prediction: nouns, the words the generator blanks (default), "
-                              "or every non-punctuation word")
-    trainer.add_argument("--match", choices=("states", "embeddings"), default="states",
-                         help="score LSTM states (article's final model) or input word vectors (its weaker one)")
-    trainer.add_argument("--extra-corpus", help="raw text file, one passage a line, added to the word2vec corpus")
-    trainer.add_argument("--w2v-epochs", type=count, default=None,
-                         help="word2vec epochs (default 10; 5 with --quick)")
-    trainer.add_argument("--eval-every", type=count_or_zero, default=100,
-                         help="evaluate on the selection questions every N batches, and at each epoch end (0: only "
-                              "at epoch end)")
+    trainer = commands.add_parser(
+        "train", help="generate questions, train word vectors and the model, evaluate"
+    )
+    runs.add_standard_arguments(
+        trainer,
+        epochs=30,
+        batch_size=160,
+        data_help="holds hfl-cft/, cmrc2019/ (default ../shared/data)",
+    )
+    trainer.add_argument(
+        "--valid",
+        default=str(SHARED_DATA / "cmrc2017"),
+        help="folder with cloze.valid.doc_query/.answer, or a FILE.doc_query (evaluation only)",
+    )
+    trainer.add_argument(
+        "--train", nargs="*", help="official-format FILE.doc_query (FILE.answer beside it)"
+    )
+    trainer.add_argument(
+        "--sources",
+        default="cft,pd",
+        help="question sources, comma-separated: cft, cmrc2019, pd or none",
+    )
+    trainer.add_argument(
+        "--blank",
+        choices=("nouns", "any"),
+        default="nouns",
+        help="what the generator blanks: nouns (default) or any repeated word",
+    )
+    trainer.add_argument(
+        "--questions-per-document",
+        type=count,
+        default=None,
+        help="generated questions per document (default 20; 6 with --quick)",
+    )
+    trainer.add_argument(
+        "--max-side",
+        type=count,
+        default=None,
+        help="training context cap, tokens a side nearest the blank (default 250; 60 with --quick)",
+    )
+    trainer.add_argument(
+        "--max-questions",
+        type=count,
+        default=None,
+        help="at most N training questions (default all; 4000 with --quick)",
+    )
+    trainer.add_argument(
+        "--pointer",
+        choices=("words", "ids"),
+        default="words",
+        help="group positions by word (default; OOV answers stay predictable) or by id (article)",
+    )
+    trainer.add_argument(
+        "--candidates",
+        choices=("nouns", "all"),
+        default="nouns",
+        help="answers considered at prediction: nouns, the words the generator blanks (default), "
+        "or every non-punctuation word",
+    )
+    trainer.add_argument(
+        "--match",
+        choices=("states", "embeddings"),
+        default="states",
+        help="score LSTM states (article's final model) or input word vectors (its weaker one)",
+    )
+    trainer.add_argument(
+        "--extra-corpus", help="raw text file, one passage a line, added to the word2vec corpus"
+    )
+    trainer.add_argument(
+        "--w2v-epochs",
+        type=count,
+        default=None,
+        help="word2vec epochs (default 10; 5 with --quick)",
+    )
+    trainer.add_argument(
+        "--eval-every",
+        type=count_or_zero,
+        default=100,
+        help="evaluate on the selection questions every N batches, and at each epoch end (0: only "
+        "at epoch end)",
+    )
     devices.add_arguments(trainer)
-    predictor = commands.add_parser("predict", help="answer an official-format FILE.doc_query: '<qid_N> ||| word'")
+    predictor = commands.add_parser(
+        "predict", help="answer an official-format FILE.doc_query: '<qid_N> ||| word'"
+    )
     predictor.add_argument("--model", required=True, help="a training run folder, or a file in it")
     predictor.add_argument("file", help="questions in the official *.doc_query format")
     predictor.add_argument("--output", help="write here instead of standard output")
     predictor.add_argument("--batch-size", type=count, default=160, help="prediction batch size")
-    scorer = commands.add_parser("baselines", help="Top-Frequency and random-candidate accuracy on --valid")
+    scorer = commands.add_parser(
+        "baselines", help="Top-Frequency and random-candidate accuracy on --valid"
+    )
     scorer.add_argument("--valid", default=str(SHARED_DATA / "cmrc2017"), help="as for train")
     scorer.add_argument("--seed", type=int, default=2017, help="seed of the random baseline")
     args = parser.parse_args(argv)
@@ -778,10 +1024,15 @@ def parse_arguments(argv):
         args.data = args.data or str(SHARED_DATA)
         args.sources = [s for s in dict.fromkeys(args.sources.split(",")) if s not in ("", "none")]
         if set(args.sources) - {"cft", "cmrc2019", "pd"}:
-            raise SystemExit(f"error: --sources {','.join(args.sources)}: "
-                             "choose from cft, cmrc2019, pd, none")
-        for name, quick, full in (("questions_per_document", 6, 20), ("max_side", 60, 250), ("w2v_epochs", 5, 10),
-                                  ("max_questions", 4000, None)):
+            raise SystemExit(
+                f"error: --sources {','.join(args.sources)}: choose from cft, cmrc2019, pd, none"
+            )
+        for name, quick, full in (
+            ("questions_per_document", 6, 20),
+            ("max_side", 60, 250),
+            ("w2v_epochs", 5, 10),
+            ("max_questions", 4000, None),
+        ):
             if getattr(args, name) is None:
                 setattr(args, name, quick if args.quick else full)
         if args.quick:

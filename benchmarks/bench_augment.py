@@ -1,7 +1,8 @@
 """Images per second of each common/augment.py operation on 56×56 and 299×299 uint8 batches.
 
-    python benchmarks/bench_augment.py [--repeats 3]
+python benchmarks/bench_augment.py [--repeats 3]
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import augment  # noqa: E402
 from timing import best_seconds  # noqa: E402
+
+from common import augment  # noqa: E402
 
 
 def images_per_second(function, count, repeats):
@@ -31,8 +33,12 @@ def main(argv=None):
                 "flip": lambda: augment.random_flip(batch, rng),
                 "rotate": lambda: augment.random_rotate(batch, rng),
                 "mask": lambda: augment.random_mask(batch, rng),
-                "zoom": lambda: [augment.random_zoom(image, rng, side, background=batch[0]) for image in batch],
-                "combine": lambda: [augment.random_combine(image, batch[0], rng) for image in batch],
+                "zoom": lambda: [
+                    augment.random_zoom(image, rng, side, background=batch[0]) for image in batch
+                ],
+                "combine": lambda: [
+                    augment.random_combine(image, batch[0], rng) for image in batch
+                ],
                 "center_crop": lambda: [augment.center_crop(image) for image in batch],
             }
             rates.append(images_per_second(operations[name], count, args.repeats))

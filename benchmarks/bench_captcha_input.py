@@ -6,32 +6,56 @@ must stay well ahead of the model, so that a GPU (10-50x faster than this CPU) i
 
     python benchmarks/bench_captcha_input.py [--captchas 2000] [--workers 2] [--batch-size 100] [--steps 3]
 """
+
 import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import captcha_xception as script  # noqa: E402
 from timing import best_seconds  # noqa: E402
+
+import captcha_xception as script  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--captchas", type=int, default=2000, help="captchas generated per timing "
-                                                                       "(default %(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="generator processes (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=100, help="batch size, the article's 100 "
-                                                                        "(default %(default)s)")
-    parser.add_argument("--steps", type=int, default=3, help="timed Xception training steps (default %(default)s)")
-    parser.add_argument("--backbone", default="xception", choices=sorted(script.INPUT_SIZE),
-                        help="model to time (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many timings (default %(default)s)")
+    parser.add_argument(
+        "--captchas",
+        type=int,
+        default=2000,
+        help="captchas generated per timing (default %(default)s)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="generator processes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        help="batch size, the article's 100 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3, help="timed Xception training steps (default %(default)s)"
+    )
+    parser.add_argument(
+        "--backbone",
+        default="xception",
+        choices=sorted(script.INPUT_SIZE),
+        help="model to time (default %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="best of this many timings (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     size = script.INPUT_SIZE[args.backbone]
 
-    one_worker = best_seconds(lambda: script.generate_captchas(args.captchas, 0, size=size, workers=1), args.repeats)
-    many_workers = best_seconds(lambda: script.generate_captchas(args.captchas, 0, size=size, workers=args.workers),
-                                args.repeats)
+    one_worker = best_seconds(
+        lambda: script.generate_captchas(args.captchas, 0, size=size, workers=1), args.repeats
+    )
+    many_workers = best_seconds(
+        lambda: script.generate_captchas(args.captchas, 0, size=size, workers=args.workers),
+        args.repeats,
+    )
     images, labels = script.generate_captchas(args.captchas, 0, size=size, workers=args.workers)
     batches = script.CaptchaBatches(images, labels, args.batch_size, shuffle=True)
     feed_seconds = best_seconds(lambda: [batches[k] for k in range(len(batches))], args.repeats)
@@ -39,7 +63,9 @@ def main(argv=None):
     model, _ = script.build_model(args.backbone, weights="none")
     x, y = batches[0]
     model.train_on_batch(x, y)  # trace / compile outside the timing
-    model_seconds = best_seconds(lambda: [model.train_on_batch(x, y) for _ in range(args.steps)], args.repeats)
+    model_seconds = best_seconds(
+        lambda: [model.train_on_batch(x, y) for _ in range(args.steps)], args.repeats
+    )
 
     rates = {
         "generation, 1 process": args.captchas / one_worker,
@@ -49,7 +75,9 @@ def main(argv=None):
     }
     model_rate = rates[f"{args.backbone} training step"]
     for name, rate in rates.items():
-        print(f"{name:>28}: {rate:10,.0f} captchas/s   ({rate / model_rate:8.1f}x the training step)")
+        print(
+            f"{name:>28}: {rate:10,.0f} captchas/s   ({rate / model_rate:8.1f}x the training step)"
+        )
     return rates
 
 

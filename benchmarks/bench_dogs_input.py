@@ -9,6 +9,7 @@ pipeline ÷ training step (above 1: the model, not the input, is the bottleneck)
     python benchmarks/bench_dogs_input.py [--image-size 299] [--batch-size 32] [--steps 3] [--workers 4]
     python benchmarks/bench_dogs_input.py --image-size 71 --batch-size 8 --steps 1 --repeats 1   # a 1-minute check
 """
+
 import argparse
 import concurrent.futures
 import os
@@ -47,26 +48,53 @@ def write_photos(folder, count, rng):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=299, help="input side (default 299, the article's)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32, the article's)")
-    parser.add_argument("--steps", type=int, default=3, help="timed training steps per stage (default 3)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="pipeline threads")
-    parser.add_argument("--classes", type=int, default=100, help="classes of the model (default 100, Baidu's)")
-    parser.add_argument("--repeats", type=int, default=3, help="pipeline timings: best of this many (default 3)")
+    parser.add_argument(
+        "--image-size", type=int, default=299, help="input side (default 299, the article's)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="images per batch (default 32, the article's)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3, help="timed training steps per stage (default 3)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="pipeline threads"
+    )
+    parser.add_argument(
+        "--classes", type=int, default=100, help="classes of the model (default 100, Baidu's)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="pipeline timings: best of this many (default 3)"
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     size, batch = args.image_size, args.batch_size
-    print(f"machine: {os.cpu_count()} CPUs; image {size}×{size}; batch {batch}; pipeline threads {args.workers}")
+    print(
+        f"machine: {os.cpu_count()} CPUs; image {size}×{size}; batch {batch}; pipeline threads {args.workers}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         paths = write_photos(folder, 64, rng)
-        decode = rate(lambda: [dogs.decode_image(path, size) for path in paths], len(paths), args.repeats)
-        images, _, _ = dogs.build_cache(paths * 3, size, Path(folder) / "cache", workers=args.workers)
+        decode = rate(
+            lambda: [dogs.decode_image(path, size) for path in paths], len(paths), args.repeats
+        )
+        images, _, _ = dogs.build_cache(
+            paths * 3, size, Path(folder) / "cache", workers=args.workers
+        )
         labels = np.repeat(np.arange(16), 12)
-        batches = dogs.DogBatches(images, labels, np.arange(len(labels)), "heavy", steps=8, seed=0,
-                                  classes_per_batch=batch // 2)
+        batches = dogs.DogBatches(
+            images,
+            labels,
+            np.arange(len(labels)),
+            "heavy",
+            steps=8,
+            seed=0,
+            classes_per_batch=batch // 2,
+        )
         one_thread = rate(lambda: [batches[step] for step in range(8)], 8 * batch, args.repeats)
         with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-            threaded = rate(lambda: list(pool.map(batches.__getitem__, range(8))), 8 * batch, args.repeats)
+            threaded = rate(
+                lambda: list(pool.map(batches.__getitem__, range(8))), 8 * batch, args.repeats
+            )
         del images, batches
 
     model, _, backbone, _ = dogs.build_model(args.classes, size, weights="none")
@@ -77,19 +105,28 @@ def main(argv=None):
         dogs.set_trainable(backbone, unfreeze_top)
         dogs.compile_model(model, optimizer)
         model.train_on_batch([x, y], [y, np.zeros((batch, 1)), y])  # trace and warm up
-        steps[stage] = rate(lambda: [model.train_on_batch([x, y], [y, np.zeros((batch, 1)), y])
-                                     for _ in range(args.steps)], args.steps * batch)
+        steps[stage] = rate(
+            lambda: [
+                model.train_on_batch([x, y], [y, np.zeros((batch, 1)), y])
+                for _ in range(args.steps)
+            ],
+            args.steps * batch,
+        )
 
     print(f"{'what':<44}{'images/s':>10}")
     print(f"{'decode a 500×375 JPEG (paid once, cached)':<44}{decode:>10.1f}")
     print(f"{'heavy-augmented batches from cache, 1 thread':<44}{one_thread:>10.1f}")
     print(f"{f'heavy-augmented batches, {args.workers} threads':<44}{threaded:>10.1f}")
-    print(f"{'decode + augment, 1 thread (derived, no cache)':<44}{1 / (1 / decode + 1 / one_thread):>10.1f}")
+    print(
+        f"{'decode + augment, 1 thread (derived, no cache)':<44}{1 / (1 / decode + 1 / one_thread):>10.1f}"
+    )
     for stage, value in steps.items():
         print(f"{f'{stage} training step':<44}{value:>10.1f}")
     for stage, value in steps.items():
-        print(f"pipeline ({args.workers} threads) ÷ {stage} step: {threaded / value:.1f}×   "
-              f"decoding every epoch ÷ {stage} step: {decode / value:.1f}×")
+        print(
+            f"pipeline ({args.workers} threads) ÷ {stage} step: {threaded / value:.1f}×   "
+            f"decoding every epoch ÷ {stage} step: {decode / value:.1f}×"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ ratios are comparable even on a busy machine (the absolute numbers are not).
     python benchmarks/bench_saliency.py                       # untrained article-sized model, 1,000 real sentences
     python benchmarks/bench_saliency.py --model runs/rnn_saliency/RUN   # a trained run
 """
+
 import argparse
 import sys
 import time
@@ -21,8 +22,12 @@ from common.datasets import load_reviews  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="trained run folder (default: an untrained model)")
-    parser.add_argument("--sentences", type=int, default=1000, help="review sentences to explain (default 1000)")
+    parser.add_argument(
+        "--model", default=None, help="trained run folder (default: an untrained model)"
+    )
+    parser.add_argument(
+        "--sentences", type=int, default=1000, help="review sentences to explain (default 1000)"
+    )
     parser.add_argument("--seed", type=int, default=2017, help="which sentences (default 2017)")
     args = parser.parse_args(argv)
     texts, _, _ = load_reviews()
@@ -37,14 +42,20 @@ def main(argv=None):
     ids = ids[(ids != 0).any(axis=1)]
     speeds = {}
     for name in ("hidden state (article)", "occlusion", "integrated gradients"):
-        rnn_saliency.METHODS[name](classifier, ids[:200])  # warm up: build and trace the compiled functions
+        rnn_saliency.METHODS[name](
+            classifier, ids[:200]
+        )  # warm up: build and trace the compiled functions
         started = time.perf_counter()
         rnn_saliency.METHODS[name](classifier, ids)
         speeds[name] = len(ids) / (time.perf_counter() - started)
     article = speeds["hidden state (article)"]
-    print(f"{len(ids)} sentences, {(ids != 0).sum(axis=1).mean():.1f} in-vocabulary words on average")
+    print(
+        f"{len(ids)} sentences, {(ids != 0).sum(axis=1).mean():.1f} in-vocabulary words on average"
+    )
     for name, speed in speeds.items():
-        print(f"{name:24s} {speed:9.1f} sentences/s   article's measure is {article / speed:6.1f}x faster")
+        print(
+            f"{name:24s} {speed:9.1f} sentences/s   article's measure is {article / speed:6.1f}x faster"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The one timing helper the benchmarks share: best wall time of a few repeats."""
+
 import time
 
 

@@ -5,6 +5,7 @@ an explicit `numpy.random.Generator`, so runs are reproducible and tests determi
 Operations that are array indexing (flip, mask) are vectorised over the batch; resampling (resize, rotate,
 zoom) goes through Pillow's C code one image at a time, which is faster than a NumPy gather.
 """
+
 import numpy as np
 from PIL import Image
 
@@ -42,7 +43,7 @@ def center_crop(image):
     height, width = image.shape[:2]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    return image[top:top + side, left:left + side]
+    return image[top : top + side, left : left + side]
 
 
 def rotate(images, degrees):
@@ -76,13 +77,13 @@ def zoom(image, ratio, size, rng, background=None):
     resized = resize(image[None], scaled, method="nearest")[0]
     if scaled >= size:
         top, left = rng.integers(0, scaled - size + 1, size=2)
-        return resized[top:top + size, left:left + size]
+        return resized[top : top + size, left : left + size]
     if background is None:
         canvas = np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
     else:
         canvas = resize(background[None], size, method="nearest")[0]
     top, left = rng.integers(0, size - scaled + 1, size=2)
-    canvas[top:top + scaled, left:left + scaled] = resized
+    canvas[top : top + scaled, left : left + scaled] = resized
     return canvas
 
 
@@ -101,8 +102,12 @@ def random_mask(images, rng, p=0.125):
     top = (np.arange(height) < height // 2)[None, :, None]
     left = (np.arange(width) < width // 2)[None, None, :]
     quadrant = choice[:, None, None]
-    masked = (((quadrant == 0) & top & left) | ((quadrant == 1) & top & ~left)
-              | ((quadrant == 2) & ~top & left) | ((quadrant == 3) & ~top & ~left))
+    masked = (
+        ((quadrant == 0) & top & left)
+        | ((quadrant == 1) & top & ~left)
+        | ((quadrant == 2) & ~top & left)
+        | ((quadrant == 3) & ~top & ~left)
+    )
     out = images.copy()
     out[masked] = 0
     return out

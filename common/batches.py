@@ -10,6 +10,7 @@ drops the last `size % batch_size % devices` rows of each epoch's order (other r
 feed pads its last batch with copies of the last row, weighted 0 by `weights(index)`. `hosts=(k, n)`: host k of n
 reads every n-th row of each global batch.
 """
+
 import math
 
 import keras
@@ -20,12 +21,22 @@ class ShuffledBatches(keras.utils.PyDataset):
     def __init__(self, size, batch_size, shuffle=False, seed=0, devices=1, hosts=(0, 1), **kwargs):
         super().__init__(**kwargs)
         if batch_size < 1 or batch_size % devices:
-            raise ValueError(f"batch_size must be a positive multiple of {devices} devices, got {batch_size}")
-        self.size, self.batch_size, self.shuffle, self.devices, self.hosts = size, batch_size, shuffle, devices, hosts
+            raise ValueError(
+                f"batch_size must be a positive multiple of {devices} devices, got {batch_size}"
+            )
+        self.size, self.batch_size, self.shuffle, self.devices, self.hosts = (
+            size,
+            batch_size,
+            shuffle,
+            devices,
+            hosts,
+        )
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(size) if shuffle else np.arange(size)
         self.used = size - size % batch_size % devices if shuffle else size + -size % devices
-        self.dropped = max(size - self.used, 0)  # rows of each training epoch left out so batches split evenly
+        self.dropped = max(
+            size - self.used, 0
+        )  # rows of each training epoch left out so batches split evenly
 
     def __len__(self):
         return math.ceil(self.used / self.batch_size)
@@ -33,7 +44,9 @@ class ShuffledBatches(keras.utils.PyDataset):
     def positions(self, index):
         """Positions in the (trimmed or padded) epoch order that make batch `index`, this host's share."""
         host, hosts = self.hosts
-        return np.arange(index * self.batch_size, min((index + 1) * self.batch_size, self.used))[host::hosts]
+        return np.arange(index * self.batch_size, min((index + 1) * self.batch_size, self.used))[
+            host::hosts
+        ]
 
     def rows(self, index):
         """Row numbers of batch `index` in the current epoch's order (padding repeats the last row)."""
@@ -41,7 +54,11 @@ class ShuffledBatches(keras.utils.PyDataset):
 
     def weights(self, index):
         """None without padding, else 1 for real rows and 0 for padding: pass them as sample weights."""
-        return None if self.devices == 1 or self.shuffle else (self.positions(index) < self.size).astype("float32")
+        return (
+            None
+            if self.devices == 1 or self.shuffle
+            else (self.positions(index) < self.size).astype("float32")
+        )
 
     def on_epoch_end(self):
         if self.shuffle:

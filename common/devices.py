@@ -11,6 +11,7 @@ a last partial batch that does not is trimmed (training feeds: `usable`) or padd
 because JAX cannot shard it and MirroredStrategy would weight its uneven halves wrongly (measured: 3e-3 off in the
 weights after one 15-row epoch). Under `mixed_bfloat16` the scripts keep their softmax/loss layers float32.
 """
+
 import argparse
 import contextlib
 import os
@@ -35,12 +36,20 @@ def device_count(text):
 
 
 def add_arguments(parser):
-    parser.add_argument("--devices", type=device_count, default=1, metavar="N|all",
-                        help="data-parallel training on N local devices (GPUs, else CPUs) or all of them, under "
-                             "KERAS_BACKEND=jax or tensorflow; --batch-size is the global batch, split across the "
-                             "devices, and must divide by N (default 1)")
-    parser.add_argument("--mixed-precision", action="store_true",
-                        help=f"compute in bfloat16 ({POLICY}); outputs and losses stay float32")
+    parser.add_argument(
+        "--devices",
+        type=device_count,
+        default=1,
+        metavar="N|all",
+        help="data-parallel training on N local devices (GPUs, else CPUs) or all of them, under "
+        "KERAS_BACKEND=jax or tensorflow; --batch-size is the global batch, split across the "
+        "devices, and must divide by N (default 1)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help=f"compute in bfloat16 ({POLICY}); outputs and losses stay float32",
+    )
     return parser
 
 
@@ -53,8 +62,10 @@ class Placement:
 
     def check_batch(self, batch_size, flag="--batch-size"):
         if batch_size % self.count:
-            raise SystemExit(f"error: {flag} {batch_size} does not divide by --devices {self.count}: the global "
-                             f"batch is split evenly across devices (use a multiple of {self.count})")
+            raise SystemExit(
+                f"error: {flag} {batch_size} does not divide by --devices {self.count}: the global "
+                f"batch is split evenly across devices (use a multiple of {self.count})"
+            )
 
     def usable(self, rows):
         """The most rows ≤ `rows` that split evenly (a training feed drops the rest of its last batch)."""
@@ -63,7 +74,11 @@ class Placement:
     def pad(self, array):
         """`array` with its last row repeated up to a multiple of the device count (slice the outputs back)."""
         missing = -len(array) % self.count
-        return array if not missing else np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
+        return (
+            array
+            if not missing
+            else np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
+        )
 
     def predict(self, model, inputs, on_batch=False, **kwargs):
         """model.predict (or predict_on_batch) on NumPy inputs (an array, or a list or tuple of them) of any length:
@@ -72,12 +87,20 @@ class Placement:
 
         rows = len(keras.tree.flatten(inputs)[0])
         padded = keras.tree.map_structure(self.pad, inputs)
-        outputs = model.predict_on_batch(padded) if on_batch else model.predict(padded, verbose=0, **kwargs)
+        outputs = (
+            model.predict_on_batch(padded)
+            if on_batch
+            else model.predict(padded, verbose=0, **kwargs)
+        )
         return keras.tree.map_structure(lambda output: np.asarray(output)[:rows], outputs)
 
     def describe(self):
-        return {"devices": self.count, "engine": self.engine, "mixed_precision": self.mixed_precision,
-                "hosts": self.processes}
+        return {
+            "devices": self.count,
+            "engine": self.engine,
+            "mixed_precision": self.mixed_precision,
+            "hosts": self.processes,
+        }
 
 
 def _devices(backend):
@@ -96,13 +119,17 @@ def placement(devices=1, mixed_precision=False):
 
     backend = keras.backend.backend()
     if devices != 1 and backend not in ENGINES:
-        raise SystemExit(f"error: --devices {devices}: data-parallel training needs KERAS_BACKEND=jax or "
-                         f"tensorflow (Keras 3 has no distribution engine for {backend}); use --devices 1")
+        raise SystemExit(
+            f"error: --devices {devices}: data-parallel training needs KERAS_BACKEND=jax or "
+            f"tensorflow (Keras 3 has no distribution engine for {backend}); use --devices 1"
+        )
     available = _devices(backend) if devices != 1 else []
     count = len(available) if devices == "all" else devices
     if count > 1 and count > len(available):
-        raise SystemExit(f"error: --devices {count}: only {len(available)} device(s) here "
-                         f"({', '.join(available)}); use --devices all or a smaller number")
+        raise SystemExit(
+            f"error: --devices {count}: only {len(available)} device(s) here "
+            f"({', '.join(available)}); use --devices all or a smaller number"
+        )
     previous_policy = keras.config.dtype_policy()
     if mixed_precision:
         keras.config.set_dtype_policy(POLICY)
@@ -114,7 +141,12 @@ def placement(devices=1, mixed_precision=False):
 
             distribution = keras.distribution.DataParallel(devices=available[:count])
             with distribution.scope():
-                yield Placement(count, ENGINES[backend], mixed_precision, (jax.process_index(), jax.process_count()))
+                yield Placement(
+                    count,
+                    ENGINES[backend],
+                    mixed_precision,
+                    (jax.process_index(), jax.process_count()),
+                )
         else:
             import tensorflow as tf
 

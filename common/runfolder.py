@@ -9,6 +9,7 @@
 - `find_run(script, path)`: for readers (predict, explain, analyses): a run folder, or a file in one, made by
   this script; anything else is one line.
 """
+
 import csv
 import json
 import shutil
@@ -20,14 +21,25 @@ import numpy as np
 from common import runs
 
 MANIFEST = "run.json"
-RUNTIME_FLAGS = {"out", "quick", "devices", "workers", "func", "command", "verb"}  # do not change results
+RUNTIME_FLAGS = {
+    "out",
+    "quick",
+    "devices",
+    "workers",
+    "func",
+    "command",
+    "verb",
+}  # do not change results
 
 
 def settings_of(args, runtime=()):
     """The flags that define a run as plain JSON values (paths and tuples become strings and lists)."""
     skip = RUNTIME_FLAGS | set(runtime)
-    values = {name: value for name, value in sorted(vars(args).items())
-              if name not in skip and not callable(value)}
+    values = {
+        name: value
+        for name, value in sorted(vars(args).items())
+        if name not in skip and not callable(value)
+    }
     return json.loads(json.dumps(values, default=str))
 
 
@@ -45,14 +57,22 @@ class RunFolder:
         """Create the folder and record what defines the run; call it once the inputs have been checked."""
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / MANIFEST).is_file():
-            runs.write_json(self.path / MANIFEST, {"script": self.script, "settings": self.settings,
-                                                   "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+            runs.write_json(
+                self.path / MANIFEST,
+                {
+                    "script": self.script,
+                    "settings": self.settings,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                },
+            )
         return self.path
 
     def report_finished(self):
         """What a rerun of a finished run prints; returns its metrics."""
-        print(f"{self.path} holds a finished run of {self.script}: results in {self.path / 'metrics.json'} "
-              "(pass a new --out to train again)")
+        print(
+            f"{self.path} holds a finished run of {self.script}: results in {self.path / 'metrics.json'} "
+            "(pass a new --out to train again)"
+        )
         return read_json(self.path / "metrics.json")
 
     def finish(self, metrics):
@@ -68,7 +88,9 @@ def read_json(path):
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SystemExit(f"error: {path}: not a readable JSON file ({type(error).__name__})") from None
+        raise SystemExit(
+            f"error: {path}: not a readable JSON file ({type(error).__name__})"
+        ) from None
     if not isinstance(value, dict):
         raise SystemExit(f"error: {path}: not a JSON object, so not a run's file")
     return value
@@ -88,19 +110,31 @@ def open_run(script, out, settings):
     if manifest.is_file():
         recorded = read_json(manifest)
         if recorded.get("script") != script:
-            raise SystemExit(f"error: --out {path} is a run of {recorded.get('script')}, not of {script}; "
-                             "pass a new --out")
+            raise SystemExit(
+                f"error: --out {path} is a run of {recorded.get('script')}, not of {script}; "
+                "pass a new --out"
+            )
         before = recorded.get("settings", {})
-        differing = [name for name in sorted(set(before) | set(settings)) if before.get(name) != settings.get(name)]
+        differing = [
+            name
+            for name in sorted(set(before) | set(settings))
+            if before.get(name) != settings.get(name)
+        ]
         if differing:
-            shown = ", ".join(f"--{name.replace('_', '-')} {before.get(name)} (now {settings.get(name)})"
-                              for name in differing[:4])
-            raise SystemExit(f"error: --out {path} was made with other settings: {shown}"
-                             f"{' …' if len(differing) > 4 else ''}; rerun with those flags or pass a new --out")
+            shown = ", ".join(
+                f"--{name.replace('_', '-')} {before.get(name)} (now {settings.get(name)})"
+                for name in differing[:4]
+            )
+            raise SystemExit(
+                f"error: --out {path} was made with other settings: {shown}"
+                f"{' …' if len(differing) > 4 else ''}; rerun with those flags or pass a new --out"
+            )
         state = "finished" if (path / "metrics.json").is_file() else "resume"
     elif path.is_dir() and any(path.iterdir()):
-        raise SystemExit(f"error: --out {path} holds files but no {MANIFEST}, so it is not a run of {script} "
-                         "(or one made before runs recorded their settings); pass a new --out")
+        raise SystemExit(
+            f"error: --out {path} holds files but no {MANIFEST}, so it is not a run of {script} "
+            "(or one made before runs recorded their settings); pass a new --out"
+        )
     else:
         state = "new"
     return RunFolder(script, path, settings, state)
@@ -114,13 +148,19 @@ def find_run(script, path, flag="--model", need=("model.keras",)):
     folder = path if path.is_dir() else path.parent
     marker = folder / MANIFEST if (folder / MANIFEST).is_file() else folder / "metrics.json"
     if not marker.is_file():
-        raise SystemExit(f"error: {flag} {path}: not a run folder of {script} (no {MANIFEST} or metrics.json)")
+        raise SystemExit(
+            f"error: {flag} {path}: not a run folder of {script} (no {MANIFEST} or metrics.json)"
+        )
     made_by = read_json(marker).get("script") if marker.is_file() else None
     if made_by != script:
-        raise SystemExit(f"error: {flag} {path}: a run of {made_by or 'an unknown script'}, not of {script}")
+        raise SystemExit(
+            f"error: {flag} {path}: a run of {made_by or 'an unknown script'}, not of {script}"
+        )
     missing = [name for name in need if not (folder / name).is_file()]
     if missing:
-        raise SystemExit(f"error: {flag} {path}: the run has no {', '.join(missing)} yet (not finished?)")
+        raise SystemExit(
+            f"error: {flag} {path}: the run has no {', '.join(missing)} yet (not finished?)"
+        )
     return folder
 
 
@@ -146,15 +186,23 @@ def _build_callback_class():
         def __init__(self, folder, monitor=None, mode="max", patience=None, name=""):
             super().__init__()
             suffix = f"_{name}" if name else ""
-            self.folder, self.monitor, self.mode, self.patience = Path(folder), monitor, mode, patience
+            self.folder, self.monitor, self.mode, self.patience = (
+                Path(folder),
+                monitor,
+                mode,
+                patience,
+            )
             self.backup = self.folder / f"backup{suffix}"
             self.history_path = self.folder / f"history{suffix}.csv"
             self.state = self.read_state()
 
         def read_state(self):
             path = self.backup / "state.json"
-            return json.loads(path.read_text()) if path.is_file() else {"epoch": 0, "history": [], "best": None,
-                                                                         "wait": 0, "stopped": False}
+            return (
+                json.loads(path.read_text())
+                if path.is_file()
+                else {"epoch": 0, "history": [], "best": None, "wait": 0, "stopped": False}
+            )
 
         @property
         def done(self):
@@ -184,26 +232,42 @@ def _build_callback_class():
             else:
                 wait = state["wait"] + 1
             stopped = bool(self.patience) and wait >= self.patience
-            history = [*state["history"], {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}]
-            self.state = {"epoch": epoch + 1, "weights": weights, "best": best, "wait": wait, "stopped": stopped,
-                          "history": history}
+            history = [
+                *state["history"],
+                {"epoch": epoch, **{k: float(v) for k, v in logs.items()}},
+            ]
+            self.state = {
+                "epoch": epoch + 1,
+                "weights": weights,
+                "best": best,
+                "wait": wait,
+                "stopped": stopped,
+                "history": history,
+            }
             runs.write_json(self.backup / "state.json", self.state)
             for stale in self.backup.glob("epoch-*.weights.h5"):
                 if stale.name not in (weights, best["weights"]):
                     stale.unlink()
             self.write_history()
             if stopped:
-                print(f"no better {self.monitor} for {self.patience} epochs: stopping after epoch {epoch + 1}")
+                print(
+                    f"no better {self.monitor} for {self.patience} epochs: stopping after epoch {epoch + 1}"
+                )
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
-            self.model._initial_epoch = None  # a later fit of the same model starts at its own epoch 0
+            self.model._initial_epoch = (
+                None  # a later fit of the same model starts at its own epoch 0
+            )
 
         def write_history(self):
             rows = self.state["history"]
             if not rows:
                 return
-            with runs.atomic_path(self.history_path) as temporary, open(temporary, "w", newline="") as handle:
+            with (
+                runs.atomic_path(self.history_path) as temporary,
+                open(temporary, "w", newline="") as handle,
+            ):
                 writer = csv.DictWriter(handle, fieldnames=list(rows[-1]), restval="")
                 writer.writeheader()
                 writer.writerows(rows)
@@ -215,14 +279,27 @@ def _build_callback_class():
 
         def history(self):
             rows = self.state["history"]
-            return {name: [row.get(name, np.nan) for row in rows] for name in (rows[-1] if rows else {})
-                    if name != "epoch"}
+            return {
+                name: [row.get(name, np.nan) for row in rows]
+                for name in (rows[-1] if rows else {})
+                if name != "epoch"
+            }
 
     return ResumableTraining
 
 
-def fit(model, *data, folder, epochs, monitor=None, mode="max", patience=None, name="", callbacks=(),
-        **fit_arguments):
+def fit(
+    model,
+    *data,
+    folder,
+    epochs,
+    monitor=None,
+    mode="max",
+    patience=None,
+    name="",
+    callbacks=(),
+    **fit_arguments,
+):
     """`model.fit` that resumes from `folder`, then loads the best epoch's weights.
 
     Returns (history {column: [value per epoch, over every run]}, the tracker: `.state["best"]` says which
@@ -230,10 +307,17 @@ def fit(model, *data, folder, epochs, monitor=None, mode="max", patience=None, n
     """
     tracker = _build_callback_class()(folder, monitor, mode, patience, name)
     if tracker.state["epoch"] < epochs and not tracker.done:
-        model.fit(*data, epochs=epochs, callbacks=[*callbacks, tracker], verbose=runs.fit_verbosity(),
-                  **fit_arguments)
+        model.fit(
+            *data,
+            epochs=epochs,
+            callbacks=[*callbacks, tracker],
+            verbose=runs.fit_verbosity(),
+            **fit_arguments,
+        )
     elif tracker.state["epoch"]:
-        print(f"{folder}: training{f' ({name})' if name else ''} finished earlier at epoch "
-              f"{tracker.state['epoch']}; continuing after it")
+        print(
+            f"{folder}: training{f' ({name})' if name else ''} finished earlier at epoch "
+            f"{tracker.state['epoch']}; continuing after it"
+        )
     tracker.load_best(model)
     return tracker.history(), tracker

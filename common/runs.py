@@ -1,4 +1,5 @@
 """What every script repeats: CLI flags, seeding, the output folder, atomic writes, `--weights`, plots."""
+
 import argparse
 import contextlib
 import csv
@@ -20,7 +21,11 @@ def _number(kind, low, high=None, closed=True, what="a positive number"):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not (value >= low if closed else value > low) or (high is not None and value > high) or value != value:
+        if (
+            not (value >= low if closed else value > low)
+            or (high is not None and value > high)
+            or value != value
+        ):
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
 
@@ -38,19 +43,59 @@ probability = _number(float, 0, 1, what="a number in [0, 1]")
 
 def add_standard_arguments(parser, *, epochs, batch_size, seed=2017, weights=None, data_help=None):
     """The flags every script shares, with the same names everywhere. `weights=None` leaves out --weights."""
-    parser.add_argument("--data", default=None, help=data_help or "where the data lives (see README)")
-    parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})")
-    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help=f"batch size (default {batch_size})")
+    parser.add_argument(
+        "--data", default=None, help=data_help or "where the data lives (see README)"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=batch_size,
+        help=f"batch size (default {batch_size})",
+    )
     parser.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
-    parser.add_argument("--out", default=None, help="output folder (default runs/<script>/<timestamp>); "
-                                                     "rerun with the same --out to resume")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default runs/<script>/<timestamp>); "
+        "rerun with the same --out to resume",
+    )
     if weights is not None:
-        parser.add_argument("--weights", default=weights,
-                            help="auto | imagenet | none | PATH to a weights file (default %(default)s): auto uses "
-                                 "ImageNet weights where they can be had and random init otherwise")
-    parser.add_argument("--quick", action="store_true", help="a real, small run that finishes in minutes on a CPU")
+        parser.add_argument(
+            "--weights",
+            default=weights,
+            help="auto | imagenet | none | PATH to a weights file (default %(default)s): auto uses "
+            "ImageNet weights where they can be had and random init otherwise",
+        )
+    parser.add_argument(
+        "--quick", action="store_true", help="a real, small run that finishes in minutes on a CPU"
+    )
     return parser
+
+
+def parse_command(argv, main, verbs=None, quick=None):
+    """One command grammar for every script: `SCRIPT [flags]` runs the main job (parser `main`; `train` may
+    name it), `SCRIPT VERB [flags]` another job (`verbs`: {name: parser}). With `--quick`, `quick` ({flag
+    dest: value}, or a function of the command giving one) replaces the defaults only, so a flag given
+    explicitly always wins. Returns the namespace with `command` set ("train" for the main job)."""
+    argv, verbs = list(sys.argv[1:] if argv is None else argv), dict(verbs or {})
+    command = argv.pop(0) if argv and (argv[0] in verbs or argv[0] == "train") else "train"
+    parser = verbs.get(command, main)
+    if verbs and not main.epilog:
+        main.epilog = (
+            "other jobs: "
+            + "; ".join(f"{name}: {verb.description}" for name, verb in verbs.items())
+            + f". See {main.prog} VERB --help."
+        )
+    defaults = quick(command) if callable(quick) else quick
+    if defaults and parser.parse_known_args(argv)[0].quick:
+        dests = {action.dest for action in parser._actions}
+        parser.set_defaults(**{name: value for name, value in defaults.items() if name in dests})
+    args = parser.parse_args(argv)
+    args.command = command
+    return args
 
 
 def command_line(main):
@@ -86,7 +131,9 @@ def atomic_path(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)  # Keras checks for ".weights.h5", not just ".h5"
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name[:-len(suffix) or None]}.", suffix=suffix, dir=path.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name[: -len(suffix) or None]}.", suffix=suffix, dir=path.parent
+    )
     os.close(handle)
     try:
         yield Path(temporary)
@@ -112,6 +159,7 @@ def strict(value):
 
 def write_json(path, payload):
     """Write strict JSON atomically (NumPy values become plain ones; NaN and ±inf become null)."""
+
     def default(value):
         if isinstance(value, (np.generic, np.ndarray)):
             return strict(value.tolist())
@@ -120,17 +168,25 @@ def write_json(path, payload):
         raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(strict(payload), indent=2, ensure_ascii=False, default=default,
-                                        allow_nan=False) + "\n",
-                             encoding="utf-8")
+        temporary.write_text(
+            json.dumps(
+                strict(payload), indent=2, ensure_ascii=False, default=default, allow_nan=False
+            )
+            + "\n",
+            encoding="utf-8",
+        )
 
 
 def environment():
     """Backend, versions and machine, for metrics.json."""
     import keras
 
-    return {"backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"}
+    return {
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    }
 
 
 def fit_verbosity():
@@ -149,24 +205,32 @@ def load_backbone(builder, weights, expected=None, **kwargs):
         return builder(weights=None, **kwargs), "none"
     if weights not in ("auto", "imagenet"):
         if not Path(weights).is_file():
-            raise SystemExit(f"error: --weights {weights}: no such file (use auto, imagenet, none or a path)")
+            raise SystemExit(
+                f"error: --weights {weights}: no such file (use auto, imagenet, none or a path)"
+            )
         try:  # a wrong file (another width, not HDF5, truncated, another model's) is one line, not a traceback
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return builder(weights=str(weights), **kwargs), str(weights)
         except Exception as error:
             reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-            raise SystemExit(f"error: --weights {weights}: not a weights file for this {builder.__name__}"
-                             f"{f' ({expected})' if expected else ''}: {reason}") from None
+            raise SystemExit(
+                f"error: --weights {weights}: not a weights file for this {builder.__name__}"
+                f"{f' ({expected})' if expected else ''}: {reason}"
+            ) from None
     try:
         return builder(weights="imagenet", **kwargs), "imagenet"
     except Exception as error:  # offline, or the cache is unreadable
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
         if weights == "imagenet":
-            raise SystemExit(f"error: could not load ImageNet weights for {builder.__name__} ({reason}); "
-                             "pass --weights none to train from scratch, or --weights PATH to a local file") from None
-        print(f"warning: ImageNet weights for {builder.__name__} unavailable ({reason}); training from random init",
-              file=sys.stderr)
+            raise SystemExit(
+                f"error: could not load ImageNet weights for {builder.__name__} ({reason}); "
+                "pass --weights none to train from scratch, or --weights PATH to a local file"
+            ) from None
+        print(
+            f"warning: ImageNet weights for {builder.__name__} unavailable ({reason}); training from random init",
+            file=sys.stderr,
+        )
         return builder(weights=None, **kwargs), "none"
 
 

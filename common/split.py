@@ -6,6 +6,7 @@ picks epochs and hyper-parameters; the test part is looked at once, at the end (
 Every function takes a seed and returns index arrays (sorted within each part), so the same seed gives the same
 split and callers index their own arrays with them.
 """
+
 import numpy as np
 
 DEFAULT_RATIOS = (8, 1, 1)
@@ -79,7 +80,9 @@ def stratified_split(labels, ratios=DEFAULT_RATIOS, seed=0):
         bounds = np.cumsum(part_sizes(len(members), ratios))[:-1]
         for part, chunk in zip(parts, np.split(members, bounds)):
             part.append(chunk)
-    return tuple(np.sort(np.concatenate(part)) if part else np.array([], np.int64) for part in parts)
+    return tuple(
+        np.sort(np.concatenate(part)) if part else np.array([], np.int64) for part in parts
+    )
 
 
 def grouped_split(groups, ratios=DEFAULT_RATIOS, seed=0):
@@ -94,7 +97,9 @@ def grouped_split(groups, ratios=DEFAULT_RATIOS, seed=0):
     fractions = _check_ratios(ratios)
     unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     if len(unique) < np.count_nonzero(fractions > 0):
-        raise ValueError(f"cannot split {len(unique)} groups into {np.count_nonzero(fractions > 0)} non-empty parts")
+        raise ValueError(
+            f"cannot split {len(unique)} groups into {np.count_nonzero(fractions > 0)} non-empty parts"
+        )
     order = np.random.default_rng(seed).permutation(len(unique))
     middles = (np.cumsum(counts[order]) - counts[order] / 2) / len(groups)
     part_of_group = np.empty(len(unique), np.int64)

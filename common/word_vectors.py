@@ -7,6 +7,7 @@
 - `sentiment_accuracies`: sentence vectors (e.g. sums of word vectors) → logistic regression and
   Dense(64)-Dense(1), the test of "更别致的词向量模型": 8:1:1 split, selection on validation, test once.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,10 @@ def load_run(run):
         kind = type(error).__name__
         raise ValueError(f"{run / 'vectors.npy'}: not a NumPy array ({kind})") from None
     if vectors.ndim != 2 or len(vectors) != len(words) or vectors.dtype.kind != "f":
-        raise ValueError(f"{run}: vectors.npy holds {vectors.dtype} {vectors.shape}, not one row "
-                         f"for each of the {len(words)} words in vocab.tsv")
+        raise ValueError(
+            f"{run}: vectors.npy holds {vectors.dtype} {vectors.shape}, not one row "
+            f"for each of the {len(words)} words in vocab.tsv"
+        )
     return words, counts, vectors
 
 
@@ -87,19 +90,26 @@ def evaluate_analogies(sections, vectors, word_to_id, batch=512):
         ids = np.array([[word_to_id[w] for w in q] for q in known], dtype=np.int64).reshape(-1, 4)
         correct = 0
         for start in range(0, len(ids), batch):
-            part = ids[start:start + batch]
+            part = ids[start : start + batch]
             query = unit[part[:, 1]] - unit[part[:, 0]] + unit[part[:, 2]]  # b − a + c ≈ d
             scores = query @ unit.T
             rows = np.arange(len(part))[:, None]
             scores[rows, part[:, :3]] = -np.inf
             correct += int(np.sum(np.argmax(scores, axis=1) == part[:, 3]))
-        results[section] = {"correct": correct, "asked": len(known),
-                            "oov": len(questions) - len(known),
-                            "accuracy": correct / len(known) if known else float("nan")}
+        results[section] = {
+            "correct": correct,
+            "asked": len(known),
+            "oov": len(questions) - len(known),
+            "accuracy": correct / len(known) if known else float("nan"),
+        }
         correct_all, asked_all = correct_all + correct, asked_all + len(known)
         oov_all += len(questions) - len(known)
-    results["overall"] = {"correct": correct_all, "asked": asked_all, "oov": oov_all,
-                          "accuracy": correct_all / asked_all if asked_all else float("nan")}
+    results["overall"] = {
+        "correct": correct_all,
+        "asked": asked_all,
+        "oov": oov_all,
+        "accuracy": correct_all / asked_all if asked_all else float("nan"),
+    }
     return results
 
 
@@ -112,24 +122,44 @@ def sentiment_accuracies(features, labels, seed=2017):
     train, valid, test = stratified_split(labels, (8, 1, 1), seed=seed)
     mean, scale = features[train].mean(0), features[train].std(0) + 1e-8
     x = ((features - mean) / scale).astype(np.float32)
-    fits = [LogisticRegression(C=c, max_iter=2000).fit(x[train], labels[train])
-            for c in (0.01, 0.1, 1.0, 10.0)]
+    fits = [
+        LogisticRegression(C=c, max_iter=2000).fit(x[train], labels[train])
+        for c in (0.01, 0.1, 1.0, 10.0)
+    ]
     lr = max(fits, key=lambda fit: fit.score(x[valid], labels[valid]))
     import keras
 
     keras.utils.set_random_seed(seed)
-    mlp = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(64, activation="relu"),
-                            keras.layers.Dense(1, activation="sigmoid")])
+    mlp = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     mlp.compile("adam", "binary_crossentropy", metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping("val_accuracy", patience=8, restore_best_weights=True)
-    mlp.fit(x[train], labels[train], batch_size=128, epochs=100, callbacks=[stop], verbose=0,
-            validation_data=(x[valid], labels[valid]))
+    mlp.fit(
+        x[train],
+        labels[train],
+        batch_size=128,
+        epochs=100,
+        callbacks=[stop],
+        verbose=0,
+        validation_data=(x[valid], labels[valid]),
+    )
 
     def scores(rows):
         predicted = mlp.predict(x[rows], batch_size=1024, verbose=0)[:, 0] > 0.5
         return float(lr.score(x[rows], labels[rows])), float(np.mean(predicted == labels[rows]))
 
     (lr_valid, mlp_valid), (lr_test, mlp_test) = scores(valid), SealedTestSet(test).evaluate(scores)
-    return {"lr_valid": lr_valid, "lr_test": lr_test, "lr_C": float(lr.C), "mlp_valid": mlp_valid,
-            "mlp_test": mlp_test, "texts": len(labels),
-            "split": [len(train), len(valid), len(test)]}
+    return {
+        "lr_valid": lr_valid,
+        "lr_test": lr_test,
+        "lr_C": float(lr.C),
+        "mlp_valid": mlp_valid,
+        "mlp_test": mlp_test,
+        "texts": len(labels),
+        "split": [len(train), len(valid), len(test)],
+    }

@@ -1,4 +1,5 @@
 """Shared fixtures: the real data beside the repository, and the repository root on sys.path."""
+
 import os
 import sys
 from pathlib import Path
@@ -15,15 +16,19 @@ def shared_data():
     """../shared/data (see its README); tests that need it skip, saying why, only where it is absent."""
     path = Path(os.environ.get("SHARED_DATA", REPOSITORY.parent / "shared" / "data"))
     if not path.is_dir():
-        pytest.skip(f"real data folder {path} is absent (set SHARED_DATA or place ../shared/data beside the repo)")
+        pytest.skip(
+            f"real data folder {path} is absent (set SHARED_DATA or place ../shared/data beside the repo)"
+        )
     return path
 
 
 def _snapshot(folder):
     if folder is None or not Path(folder).exists():
         return None
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(Path(folder).rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(Path(folder).rglob("*"))
+    }
 
 
 @pytest.fixture
@@ -41,7 +46,9 @@ def refuses(capsys):
             call()
         code = raised.value.code
         assert code not in (0, None), "exit status 0 on bad input"
-        message = code if isinstance(code, str) else capsys.readouterr().err.strip().splitlines()[-1]
+        message = (
+            code if isinstance(code, str) else capsys.readouterr().err.strip().splitlines()[-1]
+        )
         assert "\n" not in message.strip(), f"more than one line: {message!r}"
         if match:
             assert re.search(match, message), f"{match!r} not in {message!r}"

@@ -1,4 +1,5 @@
 """captcha_xception.py: the article's shapes and counts, the metric, the CTC head, data handling, a smoke run."""
+
 import argparse
 import csv
 import json
@@ -36,7 +37,9 @@ def test_labels_with_characters_outside_the_charset_are_rejected(name):
 
 # ------------------------------------------------------------------------------------------------ generator
 def test_generator_is_deterministic_per_seed_whatever_the_worker_count(monkeypatch):
-    monkeypatch.setattr(script, "CHUNK", 3)  # several chunks, so the two workers really split the work
+    monkeypatch.setattr(
+        script, "CHUNK", 3
+    )  # several chunks, so the two workers really split the work
     images, labels = script.generate_captchas(7, seed=5, workers=1)
     again_images, again_labels = script.generate_captchas(7, seed=5, workers=2)
     assert images.shape == (7, 50, 120, 3) and images.dtype == np.uint8 and labels.shape == (7, 4)
@@ -49,8 +52,11 @@ def test_generator_is_deterministic_per_seed_whatever_the_worker_count(monkeypat
 def test_train_validation_and_test_use_disjoint_seeds():
     seeds = {role: {script.chunk_seed(2017, role, k) for k in range(200)} for role in script.ROLES}
     assert all(len(part) == 200 for part in seeds.values())
-    assert not (seeds["train"] & seeds["validation"] or seeds["train"] & seeds["test"]
-                or seeds["validation"] & seeds["test"])
+    assert not (
+        seeds["train"] & seeds["validation"]
+        or seeds["train"] & seeds["test"]
+        or seeds["validation"] & seeds["test"]
+    )
     train, _ = script.generate_captchas(3, seed=1, role="train", workers=1)
     test, _ = script.generate_captchas(3, seed=1, role="test", workers=1)
     assert not any(np.array_equal(a, b) for a in train for b in test)
@@ -80,7 +86,10 @@ def test_xception_refuses_input_shape_50x120_but_builds_from_input_tensor(xcepti
         keras.applications.Xception(weights=None, include_top=False, input_shape=(50, 120, 3))
     # the script's model is built with input_tensor=Input((50, 120, 3)), which skips the 71-pixel check
     assert xception_model.input_shape == (None, 50, 120, 3)
-    assert xception_model.get_layer("head_dropout_1").input.shape == (None, 2048)  # the pooled feature
+    assert xception_model.get_layer("head_dropout_1").input.shape == (
+        None,
+        2048,
+    )  # the pooled feature
 
 
 def test_the_four_heads_are_independent_layers(xception_model):
@@ -109,7 +118,9 @@ def test_cnn2016_has_48712_parameters_and_a_192_d_feature():
 
 # ---------------------------------------------------------------------------------------------------- metric
 def test_full_string_accuracy_counts_only_all_correct():
-    accuracy, positions = script.string_accuracy([[0, 1, 2, 3], [0, 1, 2, 4]], [[0, 1, 2, 3], [0, 1, 2, 3]])
+    accuracy, positions = script.string_accuracy(
+        [[0, 1, 2, 3], [0, 1, 2, 4]], [[0, 1, 2, 3], [0, 1, 2, 3]]
+    )
     assert accuracy == 0.5
     np.testing.assert_array_equal(positions, [1, 1, 1, 0.5])
 
@@ -170,7 +181,9 @@ def test_data_folder_skips_bad_files_and_splits_90_10(tmp_path, capsys):
     assert source["skipped_files"] == 2 and unsaved == {} and not (tmp_path / "cache").exists()
     assert "skipped 2 of 12 files" in capsys.readouterr().err
     labels = [tuple(row) for role in script.ROLES for row in data[role][1]]
-    assert sorted(labels) == sorted(tuple(script.encode_label(text)) for text in texts)  # disjoint, union = all
+    assert sorted(labels) == sorted(
+        tuple(script.encode_label(text)) for text in texts
+    )  # disjoint, union = all
     assert len(data["test"][0]) == 1 and len(data["train"][0]) + len(data["validation"][0]) == 9
     assert data["train"][0].shape[1:] == (50, 120, 3)
 
@@ -221,8 +234,22 @@ def history_epochs(path):
 
 
 REAL_FIT = runfolder.fit
-RUN = ["--recipe", "cpu", "--train-size", "64", "--validation-size", "16", "--test-size", "16",
-       "--epochs", "2", "--batch-size", "32", "--workers", "1"]
+RUN = [
+    "--recipe",
+    "cpu",
+    "--train-size",
+    "64",
+    "--validation-size",
+    "16",
+    "--test-size",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--workers",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +269,13 @@ def finished_run(tmp_path_factory):
 
 def test_main_smoke_run_resumes_and_keeps_the_best_epoch(finished_run):
     out, _, metrics, interrupted = finished_run
-    for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "test_predictions.png"):
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "learning_curves.png",
+        "test_predictions.png",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     assert interrupted == [0] and history_epochs(out / "history.csv") == [0, 1]  # no epoch twice
@@ -288,7 +321,9 @@ def test_predict_reads_images_from_the_run_folder_or_its_model(finished_run, tmp
     capsys.readouterr()
     texts = script.main(["predict", "--model", str(out / "model.keras"), *map(str, images)])
     printed = capsys.readouterr().out.strip().splitlines()
-    assert len(texts) == 2 and all(len(text) == 4 and set(text) <= set(script.CHARSET) for text in texts)
+    assert len(texts) == 2 and all(
+        len(text) == 4 and set(text) <= set(script.CHARSET) for text in texts
+    )
     assert printed == [f"{path}\t{text}" for path, text in zip(images, texts)]
     assert script.main(["predict", "--model", str(out), *map(str, images)]) == texts
 
@@ -367,8 +402,11 @@ def unmarked_run(tmp_path):
 
 
 PREDICT_BAD_INPUTS = [  # (case, a function making the --model path, message)
-    ("another script's model.keras", lambda t: dogs_run(t) / "model.keras",
-     "a run of dogs_finetune, not of captcha_xception"),
+    (
+        "another script's model.keras",
+        lambda t: dogs_run(t) / "model.keras",
+        "a run of dogs_finetune, not of captcha_xception",
+    ),
     ("another script's run folder", dogs_run, "a run of dogs_finetune, not of captcha_xception"),
     ("a text file", text_file, "not a run folder of captcha_xception"),
     ("a weights file", weights_file, "not a run folder of captcha_xception"),
@@ -380,13 +418,18 @@ PREDICT_BAD_INPUTS = [  # (case, a function making the --model path, message)
 ]
 
 
-@pytest.mark.parametrize("case, make_model, message", PREDICT_BAD_INPUTS,
-                         ids=[case[0] for case in PREDICT_BAD_INPUTS])
-def test_predict_refuses_what_is_not_a_model_of_this_script(case, make_model, message, tmp_path,
-                                                              refuses):
+@pytest.mark.parametrize(
+    "case, make_model, message", PREDICT_BAD_INPUTS, ids=[case[0] for case in PREDICT_BAD_INPUTS]
+)
+def test_predict_refuses_what_is_not_a_model_of_this_script(
+    case, make_model, message, tmp_path, refuses
+):
     model = make_model(tmp_path)
-    refuses(lambda: script.main(["predict", "--model", str(model), str(tmp_path / "a.png")]),
-            match=message, untouched=tmp_path)
+    refuses(
+        lambda: script.main(["predict", "--model", str(model), str(tmp_path / "a.png")]),
+        match=message,
+        untouched=tmp_path,
+    )
 
 
 def test_predict_refuses_a_file_that_is_not_an_image(finished_run, tmp_path, refuses):
@@ -427,10 +470,12 @@ TRAIN_BAD_INPUTS = [  # (case, extra flags or a function making them, message)
 ]
 
 
-@pytest.mark.parametrize("case, flags, message", TRAIN_BAD_INPUTS,
-                         ids=[case[0] for case in TRAIN_BAD_INPUTS])
-def test_bad_input_is_one_line_and_touches_nothing(case, flags, message, tmp_path, refuses,
-                                                   request):
+@pytest.mark.parametrize(
+    "case, flags, message", TRAIN_BAD_INPUTS, ids=[case[0] for case in TRAIN_BAD_INPUTS]
+)
+def test_bad_input_is_one_line_and_touches_nothing(
+    case, flags, message, tmp_path, refuses, request
+):
     argv, untouched = [*RUN, "--out", str(tmp_path / "r")], tmp_path
     if flags == "finished":  # the finished run, rerun with another --epochs
         out, argv, _, _ = request.getfixturevalue("finished_run")
@@ -442,17 +487,67 @@ def test_bad_input_is_one_line_and_touches_nothing(case, flags, message, tmp_pat
 
 
 # ------------------------------------------------------------------------------- named recipes (issue #14)
-@pytest.mark.parametrize("flags, expected", [
-    ([], {"backbone": "xception", "epochs": 10, "batch_size": 100, "schedule": "constant", "train_size": 90_000}),
-    (["--quick"], {"backbone": "small", "epochs": 4, "schedule": "constant", "train_size": 30_000,
-                   "recipe": "quick"}),
-    (["--recipe", "cpu"], {"backbone": "small", "epochs": 12, "batch_size": 64, "learning_rate": 1e-3,
-                           "schedule": "cosine", "train_size": 90_000, "validation_size": 2_000,
-                           "test_size": 10_000, "recipe": "cpu"}),
-    (["--recipe", "cpu", "--head", "ctc"], {"backbone": "small", "head": "ctc", "epochs": 12}),
-    (["--recipe", "cpu", "--epochs", "3", "--schedule", "constant", "--backbone", "xception", "--train-size", "5"],
-     {"backbone": "xception", "epochs": 3, "schedule": "constant", "train_size": 5, "batch_size": 64}),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (
+            [],
+            {
+                "backbone": "xception",
+                "epochs": 10,
+                "batch_size": 100,
+                "schedule": "constant",
+                "train_size": 90_000,
+            },
+        ),
+        (
+            ["--quick"],
+            {
+                "backbone": "small",
+                "epochs": 4,
+                "schedule": "constant",
+                "train_size": 30_000,
+                "recipe": "quick",
+            },
+        ),
+        (
+            ["--recipe", "cpu"],
+            {
+                "backbone": "small",
+                "epochs": 12,
+                "batch_size": 64,
+                "learning_rate": 1e-3,
+                "schedule": "cosine",
+                "train_size": 90_000,
+                "validation_size": 2_000,
+                "test_size": 10_000,
+                "recipe": "cpu",
+            },
+        ),
+        (["--recipe", "cpu", "--head", "ctc"], {"backbone": "small", "head": "ctc", "epochs": 12}),
+        (
+            [
+                "--recipe",
+                "cpu",
+                "--epochs",
+                "3",
+                "--schedule",
+                "constant",
+                "--backbone",
+                "xception",
+                "--train-size",
+                "5",
+            ],
+            {
+                "backbone": "xception",
+                "epochs": 3,
+                "schedule": "constant",
+                "train_size": 5,
+                "batch_size": 64,
+            },
+        ),
+    ],
+)
 def test_recipes_set_defaults_and_explicit_flags_win(flags, expected):
     args = script.parse_arguments(flags)
     assert {name: getattr(args, name) for name in expected} == expected
@@ -463,13 +558,39 @@ def test_recipes_set_defaults_and_explicit_flags_win(flags, expected):
 @pytest.mark.slow  # about a minute on 2 shared cores (Xception's training step built and compiled); CI: -m recipe
 def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(tmp_path):
     """Xception at 50×120 with 4 softmax heads, batches of 100, constant Adam: one batch of generated captchas."""
-    metrics = script.main(["--train-size", "6", "--validation-size", "4", "--test-size", "5", "--epochs", "1",
-                           "--weights", "none", "--workers", "1", "--out", str(tmp_path)])
-    assert (metrics["backbone"], metrics["head"], metrics["input_size"], metrics["batch_size"]) == \
-        ("xception", "softmax", [50, 120], 100)
+    metrics = script.main(
+        [
+            "--train-size",
+            "6",
+            "--validation-size",
+            "4",
+            "--test-size",
+            "5",
+            "--epochs",
+            "1",
+            "--weights",
+            "none",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert (metrics["backbone"], metrics["head"], metrics["input_size"], metrics["batch_size"]) == (
+        "xception",
+        "softmax",
+        [50, 120],
+        100,
+    )
     assert metrics["parameters"] == 21_074_576 and metrics["devices"] == 1
     assert len(metrics["test_position_accuracy"]) == 4
-    for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "test_predictions.png"):
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "learning_curves.png",
+        "test_predictions.png",
+    ):
         assert (tmp_path / name).is_file(), name
 
 
@@ -479,7 +600,9 @@ def test_ctc_position_accuracy_covers_the_label_positions_not_the_time_steps():
     accuracy, positions = script.string_accuracy(predictions, [[0, 1, 2, 3], [0, 1, 2, 3]])
     assert accuracy == 0.5 and positions.tolist() == [1, 1, 1, 0.5]
     extra = predictions.copy()
-    extra[0, 4] = 7  # a fifth letter read after a 4-letter label makes the string wrong, not a position
+    extra[0, 4] = (
+        7  # a fifth letter read after a 4-letter label makes the string wrong, not a position
+    )
     assert script.string_accuracy(extra, [[0, 1, 2, 3], [0, 1, 2, 3]])[0] == 0.0
 
 
@@ -497,10 +620,14 @@ def test_mixed_precision_trains_in_bfloat16_with_float32_heads_and_loss(head):
         loss = float(np.asarray(model.train_on_batch(images, targets)).ravel()[0])
         outputs = model(images)
     assert model.get_layer("conv1").compute_dtype == "bfloat16" and np.isfinite(loss)
-    assert {keras.backend.standardize_dtype(output.dtype) for output in keras.tree.flatten(outputs)} == {"float32"}
+    assert {
+        keras.backend.standardize_dtype(output.dtype) for output in keras.tree.flatten(outputs)
+    } == {"float32"}
 
 
 def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
-    with pytest.raises(SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"):
+    with pytest.raises(
+        SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"
+    ):
         script.main(["--quick", "--devices", "64", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()

@@ -1,4 +1,5 @@
 """Properties of cloze_lm.py (spec section 3, "Testable properties / 3. Cloze")."""
+
 import contextlib
 import csv
 import io
@@ -81,8 +82,10 @@ def test_malformed_file_names_file_and_line():
 
 
 def test_shared_validation_files_parse_with_answer_in_every_context(shared_data):
-    questions = cloze_lm.read_official(shared_data / "cmrc2017" / "cloze.valid.doc_query",
-                                       shared_data / "cmrc2017" / "cloze.valid.answer")
+    questions = cloze_lm.read_official(
+        shared_data / "cmrc2017" / "cloze.valid.doc_query",
+        shared_data / "cmrc2017" / "cloze.valid.answer",
+    )
     assert len(questions) == 1000
     assert all(answer in left + right for _, left, right, answer in questions)
 
@@ -96,13 +99,20 @@ def test_cft_parser_writes_the_answer_back():
 
 
 def test_shared_cft_file_parses(shared_data):
-    documents = cloze_lm.parse_cft((shared_data / "hfl-cft" / "cft.test.auto").read_text(encoding="utf-8"))
+    documents = cloze_lm.parse_cft(
+        (shared_data / "hfl-cft" / "cft.test.auto").read_text(encoding="utf-8")
+    )
     assert len(documents) == 2706
 
 
 def test_cmrc2019_parser_drops_blank_markers_and_rejects_malformed_lines():
-    documents = cloze_lm.parse_cmrc2019("QUALIFY_0\t小猫说： … ，它很饿。 … \n\nDEV_1\t小狗……跑了。\n")
-    assert documents == [["小猫", "说", "：", "，", "它", "很", "饿", "。"], ["小狗", "…", "…", "跑", "了", "。"]]
+    documents = cloze_lm.parse_cmrc2019(
+        "QUALIFY_0\t小猫说： … ，它很饿。 … \n\nDEV_1\t小狗……跑了。\n"
+    )
+    assert documents == [
+        ["小猫", "说", "：", "，", "它", "很", "饿", "。"],
+        ["小狗", "…", "…", "跑", "了", "。"],
+    ]
     with pytest.raises(ValueError, match=r"p.tsv:2: expected 'context_id<TAB>passage'"):
         cloze_lm.parse_cmrc2019("A\t小猫。\nno tab here\n", "p.tsv")
 
@@ -131,14 +141,36 @@ def test_shared_cft_loses_the_documents_that_repeat_validation_stories(shared_so
 
 
 def test_training_file_holding_a_validation_story_is_cut_to_the_rest(tmp_path):
-    story = ["小", "兔子", "在", "森林", "里", "采", "蘑菇", "，", "它", "采", "了", "一", "篮子",
-             "蘑菇", "，", "高高兴兴", "地", "回家", "了", "。"]
+    story = [
+        "小",
+        "兔子",
+        "在",
+        "森林",
+        "里",
+        "采",
+        "蘑菇",
+        "，",
+        "它",
+        "采",
+        "了",
+        "一",
+        "篮子",
+        "蘑菇",
+        "，",
+        "高高兴兴",
+        "地",
+        "回家",
+        "了",
+        "。",
+    ]
     (tmp_path / "hfl-cft").mkdir()
     (tmp_path / "cmrc2019").mkdir()
     copied = f"1 ||| 从前 ， {' '.join(story)}\n2 ||| 兔子 采 了 XXXXX ||| 蘑菇\n"
     (tmp_path / "hfl-cft" / "cft.test.auto").write_text(CFT + copied, encoding="utf-8")
     (tmp_path / "cmrc2019" / "passages.tsv").write_text(  # other punctuation, same characters
-        "A\t小猫钓鱼，钓到了一条鱼。\nB\t那天，小兔子在森林里采蘑菇,它采了一篮子。\n", encoding="utf-8")
+        "A\t小猫钓鱼，钓到了一条鱼。\nB\t那天，小兔子在森林里采蘑菇,它采了一篮子。\n",
+        encoding="utf-8",
+    )
 
     def sizes(stories):
         result = cloze_lm.training_documents(["cft", "cmrc2019"], "nouns", tmp_path, stories)
@@ -151,30 +183,49 @@ def test_training_file_holding_a_validation_story_is_cut_to_the_rest(tmp_path):
     assert kept == [[(word, "") for word in tokens] for tokens, _ in cloze_lm.parse_cft(CFT)]
 
 
-@pytest.mark.parametrize("sources, passages, message", [
-    ("cmrc2019", "A\t小猫。\nB 小狗。\n", r".*passages.tsv:2: expected 'context_id<TAB>passage'$"),
-    ("cmrc2019", "", r"--sources cmrc2019: .*passages.tsv holds no documents$"),
-    ("cft,cmrc,pd", "", r"--sources cft,cmrc,pd: choose from cft, cmrc2019, pd, none$"),
-    ("cft", "", r".*cft.test.auto not found; pass --data DIR, or other --sources$"),
-])
+@pytest.mark.parametrize(
+    "sources, passages, message",
+    [
+        (
+            "cmrc2019",
+            "A\t小猫。\nB 小狗。\n",
+            r".*passages.tsv:2: expected 'context_id<TAB>passage'$",
+        ),
+        ("cmrc2019", "", r"--sources cmrc2019: .*passages.tsv holds no documents$"),
+        ("cft,cmrc,pd", "", r"--sources cft,cmrc,pd: choose from cft, cmrc2019, pd, none$"),
+        ("cft", "", r".*cft.test.auto not found; pass --data DIR, or other --sources$"),
+    ],
+)
 def test_bad_source_exits_with_one_line(tmp_path, sources, passages, message):
     (tmp_path / "cmrc2019").mkdir()
     (tmp_path / "cmrc2019" / "passages.tsv").write_text(passages, encoding="utf-8")
     (tmp_path / "v.doc_query").write_text(TOY, encoding="utf-8")
     (tmp_path / "v.answer").write_text(TOY_ANSWERS, encoding="utf-8")
     with pytest.raises(SystemExit, match=f"^error: {message}") as raised:
-        cloze_lm.main(["train", "--sources", sources, "--data", str(tmp_path), "--valid",
-                       str(tmp_path / "v.doc_query"), "--out", str(tmp_path / "run")])
+        cloze_lm.main(
+            [
+                "train",
+                "--sources",
+                sources,
+                "--data",
+                str(tmp_path),
+                "--valid",
+                str(tmp_path / "v.doc_query"),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     assert "\n" not in str(raised.value)
 
 
 def test_target_is_uniform_over_answer_positions_and_zero_at_padding():
     target = cloze_lm.make_target(np.array([5, 3, 0, 0]), np.array([7, 3, 9, 0]), 3)
-    np.testing.assert_allclose(target, [0, .5, 0, 0, 0, .5, 0, 0])
+    np.testing.assert_allclose(target, [0, 0.5, 0, 0, 0, 0.5, 0, 0])
     assert target.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        cloze_lm.make_target(np.array([5, 0]), np.array([7, 0]), 0)  # padding never counts as the answer
-
+        cloze_lm.make_target(
+            np.array([5, 0]), np.array([7, 0]), 0
+        )  # padding never counts as the answer
 
 
 @pytest.mark.backend
@@ -182,24 +233,40 @@ def test_candidate_cross_entropy_leaves_out_positions_marked_minus_one():
     logits = np.array([[1.0, 5.0, 1.0, 0.0]], "float32")
     target = np.array([[0.5, -1.0, 0.5, 0.0]], "float32")  # position 1 is not a candidate
     loss = float(np.asarray(cloze_lm.candidate_cross_entropy(target, logits))[0])
-    assert loss == pytest.approx(np.log(2 * np.e + 1) - 1, abs=1e-5)  # softmax over positions 0, 2, 3 only
+    assert loss == pytest.approx(
+        np.log(2 * np.e + 1) - 1, abs=1e-5
+    )  # softmax over positions 0, 2, 3 only
     plain = keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None)
     full = np.array([[0.5, 0.0, 0.5, 0.0]], "float32")
-    np.testing.assert_allclose(np.asarray(cloze_lm.candidate_cross_entropy(full, logits)),
-                               np.asarray(plain(full, logits)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(cloze_lm.candidate_cross_entropy(full, logits)),
+        np.asarray(plain(full, logits)),
+        atol=1e-5,
+    )
 
 
 def test_training_batches_mark_non_candidates_but_never_the_answer():
-    sample = {"qid": "q", "left": np.array([5, 3], np.int32), "right": np.array([7, 3], np.int32),
-              "keys": np.array([5, 3, 7, 3], np.int32), "answer_key": 3, "never": np.array([5, 3], np.int32)}
+    sample = {
+        "qid": "q",
+        "left": np.array([5, 3], np.int32),
+        "right": np.array([7, 3], np.int32),
+        "keys": np.array([5, 3, 7, 3], np.int32),
+        "answer_key": 3,
+        "never": np.array([5, 3], np.int32),
+    }
     (left, right), target = cloze_lm.ClozeBatches([sample, sample], 2, rng=None)[0]
     width = left.shape[1]
-    row = np.concatenate([target[0, :2], target[0, width:width + 2]])
-    np.testing.assert_allclose(row, [-1, .5, 0, .5])  # 5 blocked, the answer 3 kept although listed, 7 a candidate
-    assert (target[0][np.concatenate([left[0], right[0]]) == 0] == 0).all()  # padding stays 0, not −1
+    row = np.concatenate([target[0, :2], target[0, width : width + 2]])
+    np.testing.assert_allclose(
+        row, [-1, 0.5, 0, 0.5]
+    )  # 5 blocked, the answer 3 kept although listed, 7 a candidate
+    assert (
+        target[0][np.concatenate([left[0], right[0]]) == 0] == 0
+    ).all()  # padding stays 0, not −1
+
 
 def test_pointer_sum_prefers_summed_probability_over_argmax_position():
-    assert cloze_lm.pointer_sum(np.array([5, 3, 7, 3]), np.array([.4, .25, .1, .25]))[0] == 3
+    assert cloze_lm.pointer_sum(np.array([5, 3, 7, 3]), np.array([0.4, 0.25, 0.1, 0.25]))[0] == 3
 
 
 @pytest.mark.backend
@@ -217,7 +284,10 @@ def test_logits_shape_and_softmax_mass_on_padding():
 @pytest.mark.backend
 def test_one_bilstm_per_depth_reads_both_sides():
     model = cloze_lm.build_model(50, match="states")
-    assert sorted(layer.name for layer in model.layers if "bilstm" in layer.name) == ["bilstm1", "bilstm2"]
+    assert sorted(layer.name for layer in model.layers if "bilstm" in layer.name) == [
+        "bilstm1",
+        "bilstm2",
+    ]
     sequence = np.array([[5, 3, 7, 1, 9], [2, 4, 0, 0, 0]])
     logits = np.asarray(model.predict_on_batch((sequence, sequence)))
     # identical sides give identical states only when the sides share the weights
@@ -232,7 +302,9 @@ def test_trainable_parameters_are_657536_with_frozen_table_and_trainable_unk():
     assert [w.name for w in embedding.non_trainable_weights] == ["table"]
     vectors = keras.ops.convert_to_numpy(embedding(np.array([[0, 1, 2]])))
     np.testing.assert_allclose(vectors[0, 0], 0)  # PAD
-    np.testing.assert_allclose(vectors[0, 1], keras.ops.convert_to_numpy(embedding.unk)[0])  # the trainable row
+    np.testing.assert_allclose(
+        vectors[0, 1], keras.ops.convert_to_numpy(embedding.unk)[0]
+    )  # the trainable row
     np.testing.assert_allclose(vectors[0, 2], 1)  # word vectors from the table
 
 
@@ -242,16 +314,25 @@ def test_metric_equals_official_evaluate(tmp_path):
     (tmp_path / "pred").write_text("\n".join(predictions) + "\n", encoding="utf-8")
     (tmp_path / "ref").write_text("\n".join(reference) + "\n", encoding="utf-8")
     (tmp_path / "evaluate.py").write_text(OFFICIAL_EVALUATE)
-    official = subprocess.run([sys.executable, tmp_path / "evaluate.py", tmp_path / "pred", tmp_path / "ref"],
-                              capture_output=True, text=True, check=True).stdout
+    official = subprocess.run(
+        [sys.executable, tmp_path / "evaluate.py", tmp_path / "pred", tmp_path / "ref"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert cloze_lm.official_accuracy(predictions, reference) == float(official) == 50.0
 
 
 def test_generator_blanks_only_words_repeated_elsewhere_and_one_blank_per_question():
     paragraphs = cloze_lm.load_peoples_daily(with_tags=True)[:120]
-    documents = [sum(paragraphs[i:i + cloze_lm.PD_PARAGRAPHS], []) for i in range(0, 120, cloze_lm.PD_PARAGRAPHS)]
+    documents = [
+        sum(paragraphs[i : i + cloze_lm.PD_PARAGRAPHS], [])
+        for i in range(0, 120, cloze_lm.PD_PARAGRAPHS)
+    ]
     documents.append([("猫", "n"), ("狗", "n"), ("猫", "n"), ("鱼", "n")])
-    questions = cloze_lm.generate_questions(documents, lambda word, tag: tag == "n", 5, np.random.default_rng(0))
+    questions = cloze_lm.generate_questions(
+        documents, lambda word, tag: tag == "n", 5, np.random.default_rng(0)
+    )
     assert len(questions) > 50
     for _, left, right, answer in questions:
         assert answer in left + right  # occurs elsewhere in the document
@@ -261,13 +342,22 @@ def test_generator_blanks_only_words_repeated_elsewhere_and_one_blank_per_questi
 
 def test_bucketing_reduces_padding():
     rng = np.random.default_rng(0)
-    samples = [{"left": np.ones(n, np.int32) * 2, "right": np.ones(m, np.int32) * 2,
-                "keys": np.ones(n + m, np.int32) * 2, "answer_key": 2}
-               for n, m in rng.integers(1, 300, (800, 2))]
+    samples = [
+        {
+            "left": np.ones(n, np.int32) * 2,
+            "right": np.ones(m, np.int32) * 2,
+            "keys": np.ones(n + m, np.int32) * 2,
+            "answer_key": 2,
+        }
+        for n, m in rng.integers(1, 300, (800, 2))
+    ]
 
     def padded_per_real(bucket):
         batches = cloze_lm.ClozeBatches(samples, 16, rng=np.random.default_rng(1), bucket=bucket)
-        shapes = [(left.size + right.size) for _, left, right, _ in (batches.arrays(i) for i in range(1, len(batches)))]
+        shapes = [
+            (left.size + right.size)
+            for _, left, right, _ in (batches.arrays(i) for i in range(1, len(batches)))
+        ]
         return sum(shapes) / sum(len(s["keys"]) for s in samples)
 
     assert padded_per_real(True) < 0.8 * padded_per_real(False)
@@ -294,8 +384,10 @@ def history_epochs(path):
 
 
 def snapshot(folder):
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in Path(folder).rglob("*")}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in Path(folder).rglob("*")
+    }
 
 
 def interrupt(patch, target, name, when):
@@ -310,8 +402,10 @@ def interrupt(patch, target, name, when):
     patch.setattr(target, name, stop)
 
 
-TOY_STORY = " ".join(["小 猫 和 小 狗 在 河边 钓 鱼 ， 小 猫 钓 到 了 鱼 。",
-                      "小 狗 很 开心 ， 兔子 也 来 了 。"] * 3)
+TOY_STORY = " ".join(
+    ["小 猫 和 小 狗 在 河边 钓 鱼 ， 小 猫 钓 到 了 鱼 。", "小 狗 很 开心 ， 兔子 也 来 了 。"]
+    * 3
+)
 VALID_STORY = "小 狗 和 兔子 在 河边 ， 小 狗 看见 了 鱼 ， 兔子 也 看见 了 鱼 ， 小 猫 来 了 。"
 INTERRUPTIONS = {  # Ctrl-C at the start of epoch 2; then after training, before metrics.json
     "in epoch 2": (cloze_lm.Evaluator, "on_epoch_begin", lambda self, epoch, *_: epoch == 1),
@@ -327,19 +421,48 @@ def trained(tmp_path_factory):
     toy = write_questions(folder, "toy", TOY_STORY)
     valid = write_questions(folder, "valid", VALID_STORY)
     out = folder / "run"
-    argv = ["train", "--sources", "none", "--train", toy, valid, "--valid", valid, "--epochs", "2",
-            "--batch-size", "4", "--w2v-epochs", "1", "--eval-every", "2", "--out", str(out)]
+    argv = [
+        "train",
+        "--sources",
+        "none",
+        "--train",
+        toy,
+        valid,
+        "--valid",
+        valid,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--w2v-epochs",
+        "1",
+        "--eval-every",
+        "2",
+        "--out",
+        str(out),
+    ]
     steps, stderr, stdout = {}, io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
         for step, (target, name, when) in INTERRUPTIONS.items():
             with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as raised:
                 interrupt(patch, target, name, when)
                 runs.command_line(lambda: cloze_lm.main(argv))
-            steps[step] = {"code": raised.value.code, "files": snapshot(out),
-                           "history": history_epochs(out / "history.csv")}
+            steps[step] = {
+                "code": raised.value.code,
+                "files": snapshot(out),
+                "history": history_epochs(out / "history.csv"),
+            }
         metrics = cloze_lm.main(argv)
-    return SimpleNamespace(argv=argv, out=out, toy=toy, valid=valid, metrics=metrics, steps=steps,
-                           stderr=stderr.getvalue(), stdout=stdout.getvalue())
+    return SimpleNamespace(
+        argv=argv,
+        out=out,
+        toy=toy,
+        valid=valid,
+        metrics=metrics,
+        steps=steps,
+        stderr=stderr.getvalue(),
+        stdout=stdout.getvalue(),
+    )
 
 
 @pytest.mark.recipe  # the default recipe (2-layer BiLSTM of 128, 128-d vectors; pointer)
@@ -348,11 +471,19 @@ def test_smoke_train_and_predict(trained, capsys):
     out, metrics = trained.out, trained.metrics
     dropped = metrics["recipe"]["dropped_overlapping_validation"]
     assert dropped == {trained.toy: 0, trained.valid: 12}
-    for name in ("model.keras", "metrics.json", "history.csv", "valid.predictions", "vocabulary.txt"):
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "valid.predictions",
+        "vocabulary.txt",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
-    assert metrics["parameters"]["trainable"] == 657_536 and 0 <= metrics["all_shared_accuracy"] <= 100
+    assert (
+        metrics["parameters"]["trainable"] == 657_536 and 0 <= metrics["all_shared_accuracy"] <= 100
+    )
     capsys.readouterr()
     cloze_lm.main(["predict", "--model", str(out / "model.keras"), trained.toy])
     printed = capsys.readouterr().out.splitlines()
@@ -418,12 +549,22 @@ def test_finished_run_is_reported_and_not_trained_again(trained, capsys):
 
 def test_changed_settings_are_one_line_and_touch_nothing(trained, refuses):
     argv = [*trained.argv[:-2], "--max-side", "40", *trained.argv[-2:]]
-    refuses(lambda: cloze_lm.main(argv), match=r"other settings: --max-side 250 \(now 40\)",
-            untouched=trained.out)
+    refuses(
+        lambda: cloze_lm.main(argv),
+        match=r"other settings: --max-side 250 \(now 40\)",
+        untouched=trained.out,
+    )
 
 
-NUMBERS = (("--questions-per-document", "0"), ("--max-side", "-1"), ("--max-questions", "0"),
-           ("--w2v-epochs", "0"), ("--eval-every", "-1"), ("--epochs", "0"), ("--batch-size", "0"))
+NUMBERS = (
+    ("--questions-per-document", "0"),
+    ("--max-side", "-1"),
+    ("--max-questions", "0"),
+    ("--w2v-epochs", "0"),
+    ("--eval-every", "-1"),
+    ("--epochs", "0"),
+    ("--batch-size", "0"),
+)
 
 
 def bad_input(case, tmp_path, trained):
@@ -433,10 +574,14 @@ def bad_input(case, tmp_path, trained):
     other.mkdir()
     (other / "run.json").write_text(json.dumps({"script": "simpler_wordvec", "settings": {}}))
     (other / "model.keras").write_bytes(model.read_bytes())
-    for name, text in {"notes.txt": "not a model", "empty.doc_query": "", "empty.answer": "",
-                       "bad.doc_query": "1 ||| 小 猫 XXXXX\nbroken\n<qid_0> ||| q\n",
-                       "once.doc_query": "1 ||| 猫 XXXXX 狗\n<qid_0> ||| XXXXX\n",  # no word twice
-                       "once.answer": "<qid_0> ||| 猫\n"}.items():
+    for name, text in {
+        "notes.txt": "not a model",
+        "empty.doc_query": "",
+        "empty.answer": "",
+        "bad.doc_query": "1 ||| 小 猫 XXXXX\nbroken\n<qid_0> ||| q\n",
+        "once.doc_query": "1 ||| 猫 XXXXX 狗\n<qid_0> ||| XXXXX\n",  # no word twice
+        "once.answer": "<qid_0> ||| 猫\n",
+    }.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     (tmp_path / "x.weights.h5").write_bytes(b"\x89HDF\r\n")
     if case == "unfinished run":
@@ -452,10 +597,15 @@ def bad_input(case, tmp_path, trained):
         "a text file as the model": [*predict, str(tmp_path / "notes.txt")],
         "a weights file as the model": [*predict, str(tmp_path / "x.weights.h5")],
         "missing model": [*predict, str(tmp_path / "missing")],
-        "unfinished run": [*predict, str(run)], "damaged model.keras": [*predict, str(run)],
+        "unfinished run": [*predict, str(run)],
+        "damaged model.keras": [*predict, str(run)],
         "empty questions file": ["predict", str(tmp_path / "empty.doc_query"), "--model", str(run)],
-        "malformed questions file": ["predict", str(tmp_path / "bad.doc_query"), "--model",
-                                     str(run)],
+        "malformed questions file": [
+            "predict",
+            str(tmp_path / "bad.doc_query"),
+            "--model",
+            str(run),
+        ],
         "missing questions file": ["predict", str(tmp_path / "no.doc_query"), "--model", str(run)],
         "output over the input": [*predict, str(run), "--output", trained.toy],
         "baselines on an empty file": ["baselines", "--valid", str(tmp_path / "empty.doc_query")],
@@ -471,30 +621,33 @@ def bad_input(case, tmp_path, trained):
     }[case]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("batch size -1", "argument --batch-size: -1 is not a positive integer"),
-    ("batch size 0", "argument --batch-size: 0 is not a positive integer"),
-    ("another script's model", "a run of simpler_wordvec, not of cloze_lm"),
-    ("a text file as the model", "notes.txt: not a run folder of cloze_lm"),
-    ("a weights file as the model", "x.weights.h5: not a run folder of cloze_lm"),
-    ("missing model", "missing: no such file or folder"),
-    ("unfinished run", "the run has no metrics.json yet"),
-    ("damaged model.keras", r"model.keras: does not load \(\w+\)"),
-    ("empty questions file", "empty.doc_query: holds no questions"),
-    ("malformed questions file", r"bad.doc_query:2: expected 'N \|\|\| tokens'"),
-    ("missing questions file", "No such file or directory"),
-    ("output over the input", "is the questions file"),
-    ("baselines on an empty file", "empty.doc_query: holds no questions"),
-    ("baselines without answers", r"bad.doc_query: need cloze.valid.doc_query and .answer"),
-    ("train on an empty valid file", "empty.doc_query: holds no questions"),
-    ("out under a file", "notes.txt is a file, not a folder"),
-    ("out holds other files", "holds files but no run.json"),
-    ("out is another script's run", "is a run of simpler_wordvec, not of cloze_lm"),
-    ("no training questions", "no training questions"),
-    ("missing train file", "No such file or directory"),
-    ("no word twice for word2vec", "no word occurs twice in the word2vec corpus"),
-    *[(f"{flag} {value}", f"argument {flag}: {value} is not") for flag, value in NUMBERS],
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("batch size -1", "argument --batch-size: -1 is not a positive integer"),
+        ("batch size 0", "argument --batch-size: 0 is not a positive integer"),
+        ("another script's model", "a run of simpler_wordvec, not of cloze_lm"),
+        ("a text file as the model", "notes.txt: not a run folder of cloze_lm"),
+        ("a weights file as the model", "x.weights.h5: not a run folder of cloze_lm"),
+        ("missing model", "missing: no such file or folder"),
+        ("unfinished run", "the run has no metrics.json yet"),
+        ("damaged model.keras", r"model.keras: does not load \(\w+\)"),
+        ("empty questions file", "empty.doc_query: holds no questions"),
+        ("malformed questions file", r"bad.doc_query:2: expected 'N \|\|\| tokens'"),
+        ("missing questions file", "No such file or directory"),
+        ("output over the input", "is the questions file"),
+        ("baselines on an empty file", "empty.doc_query: holds no questions"),
+        ("baselines without answers", r"bad.doc_query: need cloze.valid.doc_query and .answer"),
+        ("train on an empty valid file", "empty.doc_query: holds no questions"),
+        ("out under a file", "notes.txt is a file, not a folder"),
+        ("out holds other files", "holds files but no run.json"),
+        ("out is another script's run", "is a run of simpler_wordvec, not of cloze_lm"),
+        ("no training questions", "no training questions"),
+        ("missing train file", "No such file or directory"),
+        ("no word twice for word2vec", "no word occurs twice in the word2vec corpus"),
+        *[(f"{flag} {value}", f"argument {flag}: {value} is not") for flag, value in NUMBERS],
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, refuses, case, message):
     argv = bad_input(case, tmp_path, trained)
     refuses(lambda: cloze_lm.main(argv), match=message, untouched=tmp_path)
@@ -523,11 +676,21 @@ def test_mixed_precision_keeps_the_pointer_logits_and_loss_float32():
 def test_training_batches_split_evenly_across_devices():
     samples = [{"left": [1] * (k % 7 + 1), "right": [2]} for k in range(23)]
     batches = cloze_lm.ClozeBatches(samples, 9, rng=np.random.default_rng(0), devices=3)
-    assert sorted(len(batch) for batch in batches.batches) == [3, 9, 9]  # 9 + 9 + 5: the last drops 2 rows
-    assert sorted(len(batch) for batch in cloze_lm.ClozeBatches(samples, 9).batches) == [5, 9, 9]  # evaluation
+    assert sorted(len(batch) for batch in batches.batches) == [
+        3,
+        9,
+        9,
+    ]  # 9 + 9 + 5: the last drops 2 rows
+    assert sorted(len(batch) for batch in cloze_lm.ClozeBatches(samples, 9).batches) == [
+        5,
+        9,
+        9,
+    ]  # evaluation
 
 
 def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
-    with pytest.raises(SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"):
+    with pytest.raises(
+        SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"
+    ):
         cloze_lm.main(["train", "--devices", "64", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()

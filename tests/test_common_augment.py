@@ -1,4 +1,5 @@
 """common/augment.py: shapes, dtypes, and what each augmentation may and may not do."""
+
 import numpy as np
 import pytest
 
@@ -33,7 +34,12 @@ def test_resize_keeps_dtype_and_constant_images():
     images = np.full((3, 28, 28), 77, np.uint8)
     out = augment.resize(images, 56)
     assert out.shape == (3, 56, 56) and out.dtype == np.uint8 and np.all(out == 77)
-    assert augment.resize(np.zeros((2, 20, 30, 3), np.uint8), (50, 120), "nearest").shape == (2, 50, 120, 3)
+    assert augment.resize(np.zeros((2, 20, 30, 3), np.uint8), (50, 120), "nearest").shape == (
+        2,
+        50,
+        120,
+        3,
+    )
 
 
 def test_center_crop_is_centred_square():

@@ -1,4 +1,5 @@
 """common/batches.py: the row bookkeeping shared by the in-memory PyDatasets."""
+
 import numpy as np
 import pytest
 
@@ -31,22 +32,32 @@ def test_batch_size_must_be_positive():
 
 
 def test_with_devices_a_training_feed_drops_its_last_rows_so_every_batch_splits_evenly():
-    batches = ShuffledBatches(250, 30, shuffle=True, seed=0, devices=3)  # 250 = 8 × 30 + 10: 1 row dropped
+    batches = ShuffledBatches(
+        250, 30, shuffle=True, seed=0, devices=3
+    )  # 250 = 8 × 30 + 10: 1 row dropped
     parts = [batches.rows(k) for k in range(len(batches))]
     assert batches.dropped == 1 and [len(p) % 3 for p in parts] == [0] * 9 and len(parts[-1]) == 9
     assert len(set(np.concatenate(parts).tolist())) == 249 and batches.weights(0) is None
     dropped = set()
     for _ in range(20):  # the order is redrawn, so a different row sits out each epoch
-        dropped |= set(range(250)) - set(np.concatenate([batches.rows(k) for k in range(len(batches))]).tolist())
+        dropped |= set(range(250)) - set(
+            np.concatenate([batches.rows(k) for k in range(len(batches))]).tolist()
+        )
         batches.on_epoch_end()
     assert len(dropped) > 10
 
 
 def test_with_devices_an_evaluation_feed_pads_with_zero_weights():
-    batches = ShuffledBatches(7, 4, devices=2)  # 7 rows → 8: batches of 4 and 4, the last row repeated
+    batches = ShuffledBatches(
+        7, 4, devices=2
+    )  # 7 rows → 8: batches of 4 and 4, the last row repeated
     assert len(batches) == 2 and batches.dropped == 0
     assert batches.rows(1).tolist() == [4, 5, 6, 6] and batches.weights(1).tolist() == [1, 1, 1, 0]
-    assert ShuffledBatches(7, 4).weights(1) is None and ShuffledBatches(7, 4).rows(1).tolist() == [4, 5, 6]
+    assert ShuffledBatches(7, 4).weights(1) is None and ShuffledBatches(7, 4).rows(1).tolist() == [
+        4,
+        5,
+        6,
+    ]
 
 
 def test_each_host_reads_its_share_of_every_global_batch():

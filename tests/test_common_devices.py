@@ -3,6 +3,7 @@
 The device count is fixed when a backend starts, so the 2-device runs are child processes: JAX with
 XLA_FLAGS=--xla_force_host_platform_device_count=2, TensorFlow with two logical CPU devices.
 """
+
 import argparse
 import importlib.util
 import json
@@ -52,7 +53,9 @@ def test_more_devices_than_there_are_is_one_line():
 def test_a_backend_without_an_engine_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     for count in (2, "all"):
-        with pytest.raises(SystemExit, match=r"^error: --devices .*needs KERAS_BACKEND=jax or tensorflow .*torch"):
+        with pytest.raises(
+            SystemExit, match=r"^error: --devices .*needs KERAS_BACKEND=jax or tensorflow .*torch"
+        ):
             with devices.placement(count):
                 pass
     with devices.placement(1) as placement:  # one device is every backend's
@@ -72,7 +75,9 @@ def test_padded_predict_gives_one_row_per_input():
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
     inputs = np.random.default_rng(0).normal(size=(7, 5)).astype("float32")
     assert len(devices.Placement(3).pad(inputs)) == 9
-    padded = devices.Placement(3).predict(model, inputs, batch_size=6)  # 7 rows → 9 → batches of 6 and 3
+    padded = devices.Placement(3).predict(
+        model, inputs, batch_size=6
+    )  # 7 rows → 9 → batches of 6 and 3
     np.testing.assert_allclose(padded, model.predict(inputs, verbose=0), rtol=1e-6)
 
 
@@ -83,11 +88,16 @@ def test_mixed_precision_computes_in_bfloat16_keeps_the_head_float32_and_restore
         keras.utils.set_random_seed(0)
         inputs = keras.Input((6,))
         hidden = keras.layers.Dense(8, activation="relu")(inputs)
-        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", dtype="float32")(hidden))
+        model = keras.Model(
+            inputs, keras.layers.Dense(3, activation="softmax", dtype="float32")(hidden)
+        )
         model.compile("adam", "sparse_categorical_crossentropy")
         x, y = np.random.default_rng(1).normal(size=(8, 6)).astype("float32"), np.arange(8) % 3
         loss = float(model.train_on_batch(x, y))
-        assert model.layers[1].compute_dtype == "bfloat16" and model.layers[1].kernel.dtype == "float32"
+        assert (
+            model.layers[1].compute_dtype == "bfloat16"
+            and model.layers[1].kernel.dtype == "float32"
+        )
         assert keras.backend.standardize_dtype(model(x).dtype) == "float32" and np.isfinite(loss)
     assert keras.config.dtype_policy().name == "float32"
 
@@ -151,17 +161,34 @@ print(json.dumps({"one": run(1, x, y), "two": run(2, x, y)}))
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_two_devices_take_the_same_steps_as_one_on_the_same_global_batches(backend):
     if importlib.util.find_spec("jax" if backend == "jax" else "tensorflow") is None:
-        pytest.skip(f"{backend} is not installed in this interpreter (.ci/run installs jax for its JAX pass)")
-    environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
-                   "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(REPOSITORY)}
-    child = subprocess.run([sys.executable, "-c", CHILD], env=environment, cwd=REPOSITORY, capture_output=True,
-                           text=True, timeout=300)
+        pytest.skip(
+            f"{backend} is not installed in this interpreter (.ci/run installs jax for its JAX pass)"
+        )
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "PYTHONPATH": str(REPOSITORY),
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        env=environment,
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr[-3000:]
     one, two = json.loads(child.stdout.strip().splitlines()[-1]).values()
     assert one["devices"] == 1 and two["devices"] == 2 and two["engine"] == devices.ENGINES[backend]
-    assert two["replicas"] == 2 and two["dropped"] == 1  # weights on both devices; 13 rows → 12 split evenly
+    assert (
+        two["replicas"] == 2 and two["dropped"] == 1
+    )  # weights on both devices; 13 rows → 12 split evenly
     for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose(two["history"][name], one["history"][name], rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            two["history"][name], one["history"][name], rtol=1e-5, err_msg=name
+        )
     for after_two, after_one in zip(two["weights"], one["weights"]):
         np.testing.assert_allclose(after_two, after_one, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(two["predictions"], one["predictions"], rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
 """common/runfolder.py: the run-folder contract (settings, finished runs, readers) and the resumable fit."""
+
 import argparse
 import csv
 import json
@@ -10,7 +11,9 @@ from common import runfolder, runs
 
 
 def test_settings_leave_out_runtime_flags_and_become_plain_json():
-    args = argparse.Namespace(out="x", quick=True, workers=4, epochs=3, size=(1, 2), data=None, func=print)
+    args = argparse.Namespace(
+        out="x", quick=True, workers=4, epochs=3, size=(1, 2), data=None, func=print
+    )
     assert runfolder.settings_of(args) == {"data": None, "epochs": 3, "size": [1, 2]}
 
 
@@ -35,13 +38,16 @@ def test_changed_settings_are_one_line_naming_them_and_touch_nothing(tmp_path):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
 
 
-@pytest.mark.parametrize("case, message", [
-    ("other_script", "a run of other, not of demo"),
-    ("under_a_file", "is a file, not a folder"),
-    ("foreign_files", "holds files but no run.json"),
-    ("bad_manifest", "not a readable JSON file"),
-    ("list_manifest", "not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("other_script", "a run of other, not of demo"),
+        ("under_a_file", "is a file, not a folder"),
+        ("foreign_files", "holds files but no run.json"),
+        ("bad_manifest", "not a readable JSON file"),
+        ("list_manifest", "not a JSON object"),
+    ],
+)
 def test_open_run_refuses_in_one_line(tmp_path, case, message):
     out = tmp_path / "run"
     if case == "other_script":
@@ -78,16 +84,28 @@ def test_find_run_accepts_the_folder_or_a_file_in_it_and_refuses_others(tmp_path
 
 
 def test_metrics_json_is_strict(tmp_path):
-    runs.write_json(tmp_path / "m.json", {"a": float("nan"), "b": [np.float32("inf"), 1.0], "c": np.array([np.nan])})
+    runs.write_json(
+        tmp_path / "m.json",
+        {"a": float("nan"), "b": [np.float32("inf"), 1.0], "c": np.array([np.nan])},
+    )
     text = (tmp_path / "m.json").read_text()
     assert json.loads(text) == {"a": None, "b": [None, 1.0], "c": [None]} and "NaN" not in text
 
 
-@pytest.mark.parametrize("kind, text, ok", [
-    (runs.positive_int, "3", 3), (runs.positive_int, "0", None), (runs.positive_int, "-1", None),
-    (runs.positive_int, "x", None), (runs.non_negative_int, "0", 0), (runs.positive_float, "0", None),
-    (runs.probability, "1", 1.0), (runs.probability, "1.5", None), (runs.probability, "nan", None),
-])
+@pytest.mark.parametrize(
+    "kind, text, ok",
+    [
+        (runs.positive_int, "3", 3),
+        (runs.positive_int, "0", None),
+        (runs.positive_int, "-1", None),
+        (runs.positive_int, "x", None),
+        (runs.non_negative_int, "0", 0),
+        (runs.positive_float, "0", None),
+        (runs.probability, "1", 1.0),
+        (runs.probability, "1.5", None),
+        (runs.probability, "nan", None),
+    ],
+)
 def test_numeric_flags_are_checked_at_parse_time(kind, text, ok):
     if ok is None:
         with pytest.raises(argparse.ArgumentTypeError):
@@ -115,7 +133,9 @@ def tiny_problem():
     x = rng.normal(size=(64, 4)).astype("float32")
     y = (x @ np.array([1.0, -2.0, 0.5, 1.0]) > 0).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"]
+    )
     return model, x, y
 
 
@@ -141,8 +161,15 @@ def history_epochs(path):
 @pytest.mark.backend
 def test_interrupted_fit_resumes_without_repeating_an_epoch_and_keeps_the_best(tmp_path):
     model, x, y = tiny_problem()
-    options = dict(folder=tmp_path, epochs=5, monitor="val_loss", mode="min", batch_size=16,
-                   validation_data=(x, y), shuffle=False)
+    options = dict(
+        folder=tmp_path,
+        epochs=5,
+        monitor="val_loss",
+        mode="min",
+        batch_size=16,
+        validation_data=(x, y),
+        shuffle=False,
+    )
     with pytest.raises(KeyboardInterrupt):
         runfolder.fit(model, x, y, callbacks=[StopAt(3)], **options)
     assert history_epochs(tmp_path / "history.csv") == [0, 1, 2]
@@ -152,17 +179,26 @@ def test_interrupted_fit_resumes_without_repeating_an_epoch_and_keeps_the_best(t
     best = int(np.argmin(history["val_loss"]))
     assert tracker.state["best"]["epoch"] == best + 1
     loss = model.evaluate(x, y, verbose=0)[0]
-    assert loss == pytest.approx(history["val_loss"][best], rel=1e-4)  # the model holds the best epoch
+    assert loss == pytest.approx(
+        history["val_loss"][best], rel=1e-4
+    )  # the model holds the best epoch
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == sorted(
-        {"state.json", "epoch-5.weights.h5", f"epoch-{best + 1}.weights.h5"})
+        {"state.json", "epoch-5.weights.h5", f"epoch-{best + 1}.weights.h5"}
+    )
     assert all(seconds > 0 for seconds in history["seconds"])
 
 
 @pytest.mark.backend
 def test_patience_stops_and_a_rerun_does_not_train_again(tmp_path, capsys):
     model, x, y = tiny_problem()
-    options = dict(folder=tmp_path, epochs=30, monitor="val_accuracy", patience=2, batch_size=16,
-                   validation_data=(x[:8], 1 - y[:8]))  # a validation set that gets worse
+    options = dict(
+        folder=tmp_path,
+        epochs=30,
+        monitor="val_accuracy",
+        patience=2,
+        batch_size=16,
+        validation_data=(x[:8], 1 - y[:8]),
+    )  # a validation set that gets worse
     history, tracker = runfolder.fit(model, x, y, **options)
     assert tracker.done and len(history["loss"]) < 30
     rows = history_epochs(tmp_path / "history.csv")

@@ -1,4 +1,5 @@
 """common/runs.py: atomic outputs, --weights resolution, shared flags."""
+
 import argparse
 import json
 
@@ -38,15 +39,25 @@ def test_atomic_files_get_the_umask_permissions_not_mkstemp_private_ones(tmp_pat
 
 
 def test_standard_arguments_share_names():
-    parser = runs.add_standard_arguments(argparse.ArgumentParser(), epochs=5, batch_size=32, weights="auto")
+    parser = runs.add_standard_arguments(
+        argparse.ArgumentParser(), epochs=5, batch_size=32, weights="auto"
+    )
     args = parser.parse_args(["--batch-size", "8", "--quick"])
-    assert (args.epochs, args.batch_size, args.seed, args.weights, args.quick, args.data) == (5, 8, 2017, "auto",
-                                                                                            True, None)
+    assert (args.epochs, args.batch_size, args.seed, args.weights, args.quick, args.data) == (
+        5,
+        8,
+        2017,
+        "auto",
+        True,
+        None,
+    )
 
 
 def test_run_directory_default_and_explicit(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert runs.run_directory("demo").parent == tmp_path.joinpath("runs", "demo").relative_to(tmp_path)
+    assert runs.run_directory("demo").parent == tmp_path.joinpath("runs", "demo").relative_to(
+        tmp_path
+    )
     assert runs.run_directory("demo", tmp_path / "mine") == tmp_path / "mine"
 
 
@@ -54,8 +65,71 @@ def test_run_directory_default_and_explicit(tmp_path, monkeypatch):
 def test_load_backbone_none_and_missing_path():
     import keras
 
-    model, used = runs.load_backbone(keras.applications.MobileNet, "none", input_shape=(32, 32, 3),
-                                     include_top=False, pooling="avg")
+    model, used = runs.load_backbone(
+        keras.applications.MobileNet,
+        "none",
+        input_shape=(32, 32, 3),
+        include_top=False,
+        pooling="avg",
+    )
     assert used == "none" and model.output_shape == (None, 1024)
     with pytest.raises(SystemExit, match="--weights /no/such.h5: no such file"):
         runs.load_backbone(keras.applications.MobileNet, "/no/such.h5")
+
+
+def grammar():
+    main = argparse.ArgumentParser(prog="script.py")
+    runs.add_standard_arguments(main, epochs=30, batch_size=64)
+    main.add_argument("--size", type=int, default=56)
+    predict = argparse.ArgumentParser(prog="script.py predict", description="label images")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--quick", action="store_true")
+    return main, {"predict": predict}
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        ([], "train"),
+        (["train"], "train"),
+        (["--epochs", "3"], "train"),
+        (["predict", "--model", "m"], "predict"),
+    ],
+)
+def test_bare_command_runs_the_main_job_and_verbs_pick_another(argv, command):
+    main, verbs = grammar()
+    assert runs.parse_command(argv, main, verbs).command == command
+
+
+@pytest.mark.parametrize(
+    "argv, epochs, size, batch",
+    [
+        (["--quick"], 2, 32, 64),  # --quick changes defaults
+        (
+            ["--quick", "--epochs", "3"],
+            3,
+            32,
+            64,
+        ),  # a flag given explicitly wins, even equal to the default
+        (["--epochs", "30", "--quick"], 30, 32, 64),
+        (["--quick", "--size", "56"], 2, 56, 64),
+        (["--epochs", "3"], 3, 56, 64),  # without --quick nothing changes
+    ],
+)
+def test_quick_changes_defaults_only(argv, epochs, size, batch):
+    main, verbs = grammar()
+    args = runs.parse_command(argv, main, verbs, quick={"epochs": 2, "size": 32, "model": "unused"})
+    assert (args.epochs, args.size, args.batch_size) == (epochs, size, batch)
+    assert not hasattr(args, "model")  # defaults of flags the job does not have are left out
+
+
+def test_quick_defaults_may_depend_on_the_command_and_help_lists_the_verbs():
+    main, verbs = grammar()
+    args = runs.parse_command(
+        ["predict", "--quick", "--model", "m"],
+        main,
+        verbs,
+        quick=lambda command: {"model": "x"} if command == "train" else {},
+    )
+    assert args.model == "m"
+    assert "predict: label images" in main.format_help()

@@ -1,4 +1,5 @@
 """common/split.py: the properties of "训练集、验证集和测试集的意义" (spec section 7)."""
+
 import numpy as np
 import pytest
 
@@ -70,14 +71,17 @@ def test_holdout_per_class_takes_ten_percent_of_each_class():
         assert np.sum(labels[train] == value) == max(1, int(n * 0.9))
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: split.random_split(10, (-1, 1, 1)), "non-negative"),
-    (lambda: split.random_split(10, (0, 0, 0)), "sum to 0"),
-    (lambda: split.random_split(2, (8, 1, 1)), "cannot split 2"),
-    (lambda: split.stratified_split(np.zeros((3, 2))), "one-dimensional"),
-    (lambda: split.grouped_split([1, 1, 1], (8, 1, 1)), "groups"),
-    (lambda: split.holdout_per_class([0, 1], 1.5), "fraction"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: split.random_split(10, (-1, 1, 1)), "non-negative"),
+        (lambda: split.random_split(10, (0, 0, 0)), "sum to 0"),
+        (lambda: split.random_split(2, (8, 1, 1)), "cannot split 2"),
+        (lambda: split.stratified_split(np.zeros((3, 2))), "one-dimensional"),
+        (lambda: split.grouped_split([1, 1, 1], (8, 1, 1)), "groups"),
+        (lambda: split.holdout_per_class([0, 1], 1.5), "fraction"),
+    ],
+)
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -1,5 +1,6 @@
 """custom_loss.py: the article's identities (spec "Testable properties" 4), both forms of each loss, the evaluation
 helpers, and short real runs of the three experiments."""
+
 import csv
 import json
 import math
@@ -21,8 +22,9 @@ def as_numpy(tensor):
 # ---- smoothed cross-entropy ----------------------------------------------------------------------------------------
 @backend
 def test_smoothed_crossentropy_known_value():
-    loss = custom_loss.smoothed_crossentropy(0.1)(np.array([[1.0, 0, 0]], "float32"),
-                                                  np.array([[0.7, 0.2, 0.1]], "float32"))
+    loss = custom_loss.smoothed_crossentropy(0.1)(
+        np.array([[1.0, 0, 0]], "float32"), np.array([[0.7, 0.2, 0.1]], "float32")
+    )
     assert as_numpy(loss)[0] == pytest.approx(0.463297, abs=1e-6)
 
 
@@ -50,8 +52,11 @@ def test_zero_smoothing_is_plain_crossentropy():
     rng = np.random.default_rng(1)
     y = np.eye(5, dtype="float32")[rng.integers(0, 5, 32)]
     p = rng.dirichlet(np.ones(5), 32).astype("float32")
-    np.testing.assert_allclose(as_numpy(custom_loss.smoothed_crossentropy(0.0)(y, p)),
-                               -np.log(np.sum(y * p, axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(
+        as_numpy(custom_loss.smoothed_crossentropy(0.0)(y, p)),
+        -np.log(np.sum(y * p, axis=1)),
+        rtol=1e-5,
+    )
 
 
 @backend
@@ -66,9 +71,13 @@ def test_sparse_smoothed_crossentropy_matches_one_hot():
 
 # ---- triplet loss --------------------------------------------------------------------------------------------------
 @backend
-@pytest.mark.parametrize("wrong, right, expected", [(0.5, 0.7, 0.0), (0.5, 0.55, 0.05), (0.2, 0.9, 0.0)])
+@pytest.mark.parametrize(
+    "wrong, right, expected", [(0.5, 0.7, 0.0), (0.5, 0.55, 0.05), (0.2, 0.9, 0.0)]
+)
 def test_triplet_loss_known_values(wrong, right, expected):
-    loss = custom_loss.TripletMargin(0.1)([np.array([[right]], "float32"), np.array([[wrong]], "float32")])
+    loss = custom_loss.TripletMargin(0.1)(
+        [np.array([[right]], "float32"), np.array([[wrong]], "float32")]
+    )
     assert as_numpy(loss)[0, 0] == pytest.approx(expected, abs=1e-6)
 
 
@@ -79,7 +88,9 @@ def tiny_triplet(form, seed=0):
 
 def triplet_inputs(count=8, seed=0):
     rng = np.random.default_rng(seed)
-    return tuple(rng.integers(1, 30, (count, 5)).astype("int32") for _ in range(3)), np.zeros((count, 1), "float32")
+    return tuple(rng.integers(1, 30, (count, 5)).astype("int32") for _ in range(3)), np.zeros(
+        (count, 1), "float32"
+    )
 
 
 @backend
@@ -95,7 +106,9 @@ def test_triplet_loss_invariant_to_rescaling_encodings():
     inputs, _ = triplet_inputs()
     before = model.predict(inputs, verbose=0)
     transform = model.get_layer("question_transform")
-    transform.set_weights([weight * 7.5 for weight in transform.get_weights()])  # question encodings ×7.5
+    transform.set_weights(
+        [weight * 7.5 for weight in transform.get_weights()]
+    )  # question encodings ×7.5
     np.testing.assert_allclose(model.predict(inputs, verbose=0), before, atol=1e-5)
 
 
@@ -105,7 +118,8 @@ def test_evaluate_returns_mean_triplet_loss(form):
     model, _, _ = tiny_triplet(form)
     inputs, dummy = triplet_inputs()
     assert model.evaluate(inputs, dummy, batch_size=8, verbose=0) == pytest.approx(
-        float(np.mean(model.predict(inputs, verbose=0))), abs=1e-5)
+        float(np.mean(model.predict(inputs, verbose=0))), abs=1e-5
+    )
 
 
 @backend
@@ -115,18 +129,30 @@ def test_both_triplet_forms_give_same_loss_on_same_weights():
     add_loss_form.set_weights(output_form.get_weights())
     inputs, dummy = triplet_inputs()
     assert add_loss_form.evaluate(inputs, dummy, batch_size=8, verbose=0) == pytest.approx(
-        output_form.evaluate(inputs, dummy, batch_size=8, verbose=0), abs=1e-6)
+        output_form.evaluate(inputs, dummy, batch_size=8, verbose=0), abs=1e-6
+    )
 
 
 @backend
 def test_triplet_encoders_give_the_cosines_of_the_training_model():
     model, question_encoder, answer_encoder = tiny_triplet("output")
     (question, right, wrong), _ = triplet_inputs()
-    cosines = [np.sum(custom_loss.cosine_matrix(question_encoder.predict(question, verbose=0),
-                                                answer_encoder.predict(answer, verbose=0)) * np.eye(8), 1)
-               for answer in (right, wrong)]
-    np.testing.assert_allclose(model.predict((question, right, wrong), verbose=0)[:, 0],
-                               np.maximum(0, 0.1 + cosines[1] - cosines[0]), atol=1e-5)
+    cosines = [
+        np.sum(
+            custom_loss.cosine_matrix(
+                question_encoder.predict(question, verbose=0),
+                answer_encoder.predict(answer, verbose=0),
+            )
+            * np.eye(8),
+            1,
+        )
+        for answer in (right, wrong)
+    ]
+    np.testing.assert_allclose(
+        model.predict((question, right, wrong), verbose=0)[:, 0],
+        np.maximum(0, 0.1 + cosines[1] - cosines[0]),
+        atol=1e-5,
+    )
 
 
 # ---- center loss ---------------------------------------------------------------------------------------------------
@@ -139,7 +165,9 @@ def center_layer(layer_class, **kwargs):
 
 @backend
 def test_center_distance_known_value():
-    distance = center_layer(custom_loss.CenterDistance)([np.array([[1.0, 2, 3]], "float32"), np.array([[1]])])
+    distance = center_layer(custom_loss.CenterDistance)(
+        [np.array([[1.0, 2, 3]], "float32"), np.array([[1]])]
+    )
     assert as_numpy(distance)[0, 0] == pytest.approx(5.0)
 
 
@@ -166,14 +194,19 @@ def tiny_center(form, seed=0):
 
 def center_batch(count=16, seed=0, classes=(1, 3)):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (count, 28, 28, 1)).astype("uint8"), rng.choice(classes, count).astype("int32")
+    return rng.integers(0, 256, (count, 28, 28, 1)).astype("uint8"), rng.choice(
+        classes, count
+    ).astype("int32")
 
 
 @backend
 def test_gradient_step_changes_only_present_class_centers():
     model, _, _ = tiny_center("output")
-    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=["sparse_categorical_crossentropy",
-                                                          custom_loss.output_as_loss], loss_weights=[1.0, 0.2])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=["sparse_categorical_crossentropy", custom_loss.output_as_loss],
+        loss_weights=[1.0, 0.2],
+    )
     images, labels = center_batch()
     centers = model.get_layer("l2").centers
     before = as_numpy(centers.embeddings).copy()
@@ -188,12 +221,15 @@ def test_total_loss_is_crossentropy_plus_weighted_mean_l2():
     images, labels = center_batch()
     probabilities, distances = model.predict((images, labels), verbose=0)
     crossentropy = -np.mean(np.log(probabilities[np.arange(16), labels]))
-    total = model.evaluate((images, labels), (labels, np.zeros((16, 1))), batch_size=16, verbose=0)[0]
+    total = model.evaluate((images, labels), (labels, np.zeros((16, 1))), batch_size=16, verbose=0)[
+        0
+    ]
     assert total == pytest.approx(crossentropy + 0.2 * distances.mean(), rel=1e-4)
 
 
 def copy_weights_by_role(source, target):
     """The two forms hold the same layers in a different order: copy centres to centres, the rest in order."""
+
     def split(model):
         weighted = [layer for layer in model.layers if layer.weights]
         centers = [layer for layer in weighted if isinstance(layer, custom_loss.CenterDistance)]
@@ -209,7 +245,9 @@ def test_both_center_forms_agree():
     add_loss_form, _, _ = tiny_center("add_loss", seed=1)
     copy_weights_by_role(output_form, add_loss_form)
     images, labels = center_batch(seed=3, classes=range(10))
-    expected = output_form.evaluate((images, labels), (labels, np.zeros((16, 1))), batch_size=16, verbose=0)[0]
+    expected = output_form.evaluate(
+        (images, labels), (labels, np.zeros((16, 1))), batch_size=16, verbose=0
+    )[0]
     ours = add_loss_form.evaluate((images, labels), labels, batch_size=16, verbose=0)[0]
     assert ours == pytest.approx(expected, rel=1e-5)
 
@@ -227,7 +265,9 @@ def test_center_prediction_model_needs_no_label():
 def test_ranking_metrics_perfect_and_constant_scorers():
     candidates = custom_loss.candidate_sets(150, np.random.default_rng(0))
     assert custom_loss.ranking_metrics(np.eye(150), candidates) == {"recall_at_1": 1.0, "mrr": 1.0}
-    constant = custom_loss.ranking_metrics(np.zeros((150, 150)), candidates)  # ties: the random baseline exactly
+    constant = custom_loss.ranking_metrics(
+        np.zeros((150, 150)), candidates
+    )  # ties: the random baseline exactly
     assert constant["recall_at_1"] == pytest.approx(0.01)
     assert constant["mrr"] == pytest.approx(np.mean(1 / np.arange(1, 101)))
 
@@ -251,7 +291,9 @@ def test_center_ratio_is_scale_invariant_and_shrinks_with_tighter_classes():
     means = np.array([[0, 0], [10, 0], [0, 10]])
     loose, tight = (means[labels] + spread * rng.normal(size=(150, 2)) for spread in (3, 1))
     assert custom_loss.center_ratio(tight, labels) < custom_loss.center_ratio(loose, labels)
-    assert custom_loss.center_ratio(5 * loose, labels) == pytest.approx(custom_loss.center_ratio(loose, labels))
+    assert custom_loss.center_ratio(5 * loose, labels) == pytest.approx(
+        custom_loss.center_ratio(loose, labels)
+    )
 
 
 def test_sentence_pairs_stay_inside_a_paragraph():
@@ -293,7 +335,11 @@ def check_outputs(experiment, out, metrics):
     assert metrics["environment"]["backend"] == keras.backend.backend()
     histories = sorted(out.glob("history_*.csv"))
     assert histories and all(loss[-1] < loss[0] for loss in map(history_column, histories))
-    plots = {"smoothing": "reliability.png", "center": "features.png", "triplet": "history_triplet.png"}
+    plots = {
+        "smoothing": "reliability.png",
+        "center": "features.png",
+        "triplet": "history_triplet.png",
+    }
     assert (out / plots[experiment]).stat().st_size > 0
     for model_file in out.glob("*.keras"):
         keras.saving.load_model(model_file, compile=False)
@@ -309,12 +355,14 @@ def check_outputs(experiment, out, metrics):
         assert all(0 <= result["accuracy"] <= 1 for result in test.values())
 
 
-@pytest.mark.parametrize("experiment, extra", [("center", ["--feature-dim", "2"]),
-                                               ("triplet", ["--form", "add_loss"])])
+@pytest.mark.parametrize(
+    "experiment, extra", [("center", ["--feature-dim", "2"]), ("triplet", ["--form", "add_loss"])]
+)
 def test_quick_run_learns_and_writes_outputs(experiment, extra, tiny_quick, shared_data, tmp_path):
     data = [] if experiment == "triplet" else ["--data", str(shared_data / "fashion-mnist")]
-    custom_loss.main([experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data,
-                      *extra])
+    custom_loss.main(
+        [experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data, *extra]
+    )
     check_outputs(experiment, tmp_path, json.loads((tmp_path / "metrics.json").read_text()))
 
 
@@ -366,7 +414,8 @@ def test_interrupted_run_resumes_without_repeating_an_epoch_and_keeps_the_best(s
         assert history_column(history, "epoch") == [0, 1, 2]
         best = int(np.argmin(history_column(history, "val_loss")))  # the epoch that is kept
         assert metrics["validation"][name]["accuracy"] == pytest.approx(
-            history_column(history, "val_accuracy")[best], abs=1e-6)
+            history_column(history, "val_accuracy")[best], abs=1e-6
+        )
 
 
 def snapshot(folder):
@@ -395,71 +444,105 @@ def flipped_fashion_mnist(folder, data):
 
 
 BAD_INPUTS = {  # id: (arguments, message); FINISHED: the finished smoothing run; NEW: a fresh --out
-    "changed_setting": ([*QUICK_SMOOTHING, "--out", "FINISHED", "--smoothing", "0.5"],
-                        r"other settings: --smoothing 0.1 \(now 0.5\); rerun"),
-    "other_experiment": (["center", *QUICK_SMOOTHING[1:], "--out", "FINISHED"],
-                         r"other settings: .*--experiment smoothing \(now center\)"),
+    "changed_setting": (
+        [*QUICK_SMOOTHING, "--out", "FINISHED", "--smoothing", "0.5"],
+        r"other settings: --smoothing 0.1 \(now 0.5\); rerun",
+    ),
+    "other_experiment": (
+        ["center", *QUICK_SMOOTHING[1:], "--out", "FINISHED"],
+        r"other settings: .*--experiment smoothing \(now center\)",
+    ),
     "out_under_a_file": ([*QUICK_SMOOTHING, "--out", "FILE/run"], r"FILE is a file, not a folder"),
     "out_holds_other_files": ([*QUICK_SMOOTHING, "--out", "FOREIGN"], r"holds files but no run"),
-    "flipped_gz": ([*QUICK_SMOOTHING, "--out", "NEW", "--data", "FLIPPED"],
-                   r"FLIPPED/t10k-labels-idx1-ubyte.gz: not a readable gzip"),
-    "missing_gz": ([*QUICK_SMOOTHING, "--out", "NEW", "--data", "HALF"],
-                   r"missing train-images-idx3-ubyte.gz"),
-    "no_data_folder": ([*QUICK_SMOOTHING, "--out", "NEW", "--data", "NEW/absent"],
-                       r"absent: not a folder"),
-    "smoothing_above_1": ([*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1.5"],
-                          r"1.5 is not a number in \[0, 1\]"),
-    "smoothing_1": ([*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1"],
-                    r"--smoothing must be in \[0, 1\)"),
-    "smoothing_nan": ([*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "nan"],
-                      r"nan is not a number in \[0, 1\]"),
-    "feature_dim_1": ([*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "1"],
-                      r"--feature-dim must be at least 2"),
-    "feature_dim_0": ([*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "0"],
-                      r"0 is not a positive integer"),
+    "flipped_gz": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--data", "FLIPPED"],
+        r"FLIPPED/t10k-labels-idx1-ubyte.gz: not a readable gzip",
+    ),
+    "missing_gz": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--data", "HALF"],
+        r"missing train-images-idx3-ubyte.gz",
+    ),
+    "no_data_folder": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--data", "NEW/absent"],
+        r"absent: not a folder",
+    ),
+    "smoothing_above_1": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1.5"],
+        r"1.5 is not a number in \[0, 1\]",
+    ),
+    "smoothing_1": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1"],
+        r"--smoothing must be in \[0, 1\)",
+    ),
+    "smoothing_nan": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "nan"],
+        r"nan is not a number in \[0, 1\]",
+    ),
+    "feature_dim_1": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "1"],
+        r"--feature-dim must be at least 2",
+    ),
+    "feature_dim_0": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "0"],
+        r"0 is not a positive integer",
+    ),
     "epochs_0": ([*QUICK_SMOOTHING, "--out", "NEW", "--epochs", "0"], r"0 is not a positive int"),
-    "batch_size_negative": ([*QUICK_SMOOTHING, "--out", "NEW", "--batch-size", "-3"],
-                            r"-3 is not a positive integer"),
+    "batch_size_negative": (
+        [*QUICK_SMOOTHING, "--out", "NEW", "--batch-size", "-3"],
+        r"-3 is not a positive integer",
+    ),
     "margin_0": (["triplet", "--out", "NEW", "--margin", "0"], r"0 is not a positive number"),
     "triplet_data": (["triplet", "--out", "NEW", "--data", "x"], r"--data is not used"),
-    "center_weight_negative": (["center", "--out", "NEW", "--center-weight", "-1"],
-                               r"-1 is not a number ≥ 0"),
-    "center_feature_dim_1": (["center", "--out", "NEW", "--feature-dim", "1"],
-                             r"--feature-dim must be at least 2"),
+    "center_weight_negative": (
+        ["center", "--out", "NEW", "--center-weight", "-1"],
+        r"-1 is not a number ≥ 0",
+    ),
+    "center_feature_dim_1": (
+        ["center", "--out", "NEW", "--feature-dim", "1"],
+        r"--feature-dim must be at least 2",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_one_line_and_touches_nothing(case, smoothing_run, shared_data, tmp_path,
-                                                   refuses):
+def test_bad_input_is_one_line_and_touches_nothing(
+    case, smoothing_run, shared_data, tmp_path, refuses
+):
     """Issue #17: one line, exit status ≠ 0, no traceback, and the folders stay as they were."""
     argv, message = BAD_INPUTS[case]
-    places = {"FINISHED": smoothing_run[0], "DATA": shared_data / "fashion-mnist",
-              **{name: tmp_path / name for name in ("FILE", "FOREIGN", "HALF", "FLIPPED")},
-              "NEW": tmp_path / "run"}
+    places = {
+        "FINISHED": smoothing_run[0],
+        "DATA": shared_data / "fashion-mnist",
+        **{name: tmp_path / name for name in ("FILE", "FOREIGN", "HALF", "FLIPPED")},
+        "NEW": tmp_path / "run",
+    }
     places["FILE"].write_text("not a folder")
     places["FOREIGN"].mkdir()
     (places["FOREIGN"] / "notes.txt").write_text("mine")
     places["HALF"].mkdir()
     (places["HALF"] / "train-labels-idx1-ubyte.gz").symlink_to(
-        places["DATA"] / "train-labels-idx1-ubyte.gz")
+        places["DATA"] / "train-labels-idx1-ubyte.gz"
+    )
     if case == "flipped_gz":
         flipped_fashion_mnist(places["FLIPPED"], places["DATA"])
     head = [arg.split("/", 1) for arg in argv]
-    argv = [str(places[part[0]].joinpath(*part[1:])) if part[0] in places else arg
-            for part, arg in zip(head, argv)]
+    argv = [
+        str(places[part[0]].joinpath(*part[1:])) if part[0] in places else arg
+        for part, arg in zip(head, argv)
+    ]
     untouched = places["FINISHED"] if "FINISHED" in BAD_INPUTS[case][0] else tmp_path
     refuses(lambda: custom_loss.main(argv), match=message, untouched=untouched)
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
     """The __main__ block turns Ctrl-C into one line and exit status 130 (runs.command_line)."""
+
     def interrupted(argv):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(custom_loss, "parse_arguments", interrupted)
     source = Path(custom_loss.__file__).read_text(encoding="utf-8")
-    guard = source[source.index('\nif __name__ == "__main__":'):]
+    guard = source[source.index('\nif __name__ == "__main__":') :]
     namespace = {**vars(custom_loss), "__name__": "__main__"}
     expected = "^interrupted; rerun the same command to resume$"
     refuses(lambda: exec(guard, namespace), match=expected)  # noqa: S102
@@ -469,7 +552,10 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
 @pytest.fixture
 def tiny_data(monkeypatch):
     """The full (not --quick) recipes on a few hundred real items: 500 Fashion-MNIST training images, 200 test."""
-    load_fashion_mnist, load_peoples_daily = custom_loss.load_fashion_mnist, custom_loss.load_peoples_daily
+    load_fashion_mnist, load_peoples_daily = (
+        custom_loss.load_fashion_mnist,
+        custom_loss.load_peoples_daily,
+    )
 
     def fewer_images(data_dir):
         (x_train, y_train), (x_test, y_test) = load_fashion_mnist(data_dir)
@@ -482,12 +568,15 @@ def tiny_data(monkeypatch):
 @pytest.mark.recipe
 @pytest.mark.backend
 @pytest.mark.parametrize("experiment", ["smoothing", "center", "triplet"])
-def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(experiment, tiny_data, shared_data, tmp_path):
+def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(
+    experiment, tiny_data, shared_data, tmp_path
+):
     data = [] if experiment == "triplet" else ["--data", str(shared_data / "fashion-mnist")]
     metrics = custom_loss.main([experiment, "--epochs", "1", "--out", str(tmp_path), *data])
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["arguments"]["quick"] is False and written["arguments"]["batch_size"] == (
-        64 if experiment == "triplet" else 128)
+        64 if experiment == "triplet" else 128
+    )
     assert written["arguments"].get("feature_dim", 32) == 32 and metrics["test"]
     for model_file in tmp_path.glob("*.keras"):
         keras.saving.load_model(model_file, compile=False)

@@ -1,4 +1,5 @@
 """Tests for dogs_finetune.py (kexue.fm/archives/4611) on synthetic images with weights=None; no dog photos needed."""
+
 import csv
 import json
 import shutil
@@ -30,9 +31,13 @@ def _write_jpeg(path, rng, size=(40, 56), mode="RGB"):
 def test_glu_output_is_linear_times_sigmoid_gate(model_100):
     model, _, backbone, _ = model_100
     images = np.random.default_rng(0).integers(0, 256, (3, 71, 71, 3)).astype("float32")
-    probe = keras.Model(model.inputs[0], [model.get_layer("glu_linear").input, model.get_layer("glu").output])
+    probe = keras.Model(
+        model.inputs[0], [model.get_layer("glu_linear").input, model.get_layer("glu").output]
+    )
     x, glu = (keras.ops.convert_to_numpy(t) for t in probe(images))
-    kernel_a, bias_a = (keras.ops.convert_to_numpy(w) for w in model.get_layer("glu_linear").weights)
+    kernel_a, bias_a = (
+        keras.ops.convert_to_numpy(w) for w in model.get_layer("glu_linear").weights
+    )
     kernel_b, bias_b = (keras.ops.convert_to_numpy(w) for w in model.get_layer("glu_gate").weights)
     expected = (x @ kernel_a + bias_a) / (1 + np.exp(-(x @ kernel_b + bias_b)))
     assert glu.shape == (3, 64)
@@ -52,9 +57,12 @@ def test_outputs_are_softmax_l2_auxiliary_with_loss_weights_1_quarter_quarter(mo
     assert [t.shape for t in predict_model(images)] == [(4, 100), (4, 100)]
     dogs.set_trainable(model_100[2], False)
     dogs.compile_model(model, "adam")
-    logs = model.evaluate([images, labels], [labels, np.zeros((4, 1)), labels], return_dict=True, verbose=0)
-    assert logs["loss"] == pytest.approx(logs["softmax_loss"] + 0.25 * logs["l2_loss"] + 0.25 * logs["auxiliary_loss"],
-                                         rel=1e-4)
+    logs = model.evaluate(
+        [images, labels], [labels, np.zeros((4, 1)), labels], return_dict=True, verbose=0
+    )
+    assert logs["loss"] == pytest.approx(
+        logs["softmax_loss"] + 0.25 * logs["l2_loss"] + 0.25 * logs["auxiliary_loss"], rel=1e-4
+    )
 
 
 @pytest.mark.backend
@@ -70,10 +78,17 @@ def test_stage2_unfreezes_block13_block14_and_their_residual_only(model_100):
     model, _, backbone, _ = model_100
     dogs.set_trainable(backbone, True)
     trainable = [layer for layer in backbone.layers if layer.trainable_weights]
-    named = {layer.name for layer in trainable if "block13" in layer.name or "block14" in layer.name}
-    assert named == {layer.name for layer in backbone.layers
-                     if ("block13" in layer.name or "block14" in layer.name) and layer.weights}
-    residual = [layer for layer in trainable if layer.name not in named]  # block13's shortcut Conv2D(1024, 1×1) + BN
+    named = {
+        layer.name for layer in trainable if "block13" in layer.name or "block14" in layer.name
+    }
+    assert named == {
+        layer.name
+        for layer in backbone.layers
+        if ("block13" in layer.name or "block14" in layer.name) and layer.weights
+    }
+    residual = [
+        layer for layer in trainable if layer.name not in named
+    ]  # block13's shortcut Conv2D(1024, 1×1) + BN
     assert sorted(type(layer).__name__ for layer in residual) == ["BatchNormalization", "Conv2D"]
     assert [layer.filters for layer in residual if isinstance(layer, keras.layers.Conv2D)] == [1024]
     added = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)
@@ -86,11 +101,17 @@ def test_batch_norm_calibration_gives_a_random_backbone_unit_scale_features(mode
     _, _, backbone, _ = model_100
     dogs.set_trainable(backbone, False)
     sample = np.random.default_rng(2).integers(0, 256, (16, 71, 71, 3)).astype("uint8")
-    features = lambda: keras.ops.convert_to_numpy(backbone(sample.astype("float32") / 127.5 - 1, training=False))
+    features = lambda: keras.ops.convert_to_numpy(
+        backbone(sample.astype("float32") / 127.5 - 1, training=False)
+    )
     assert features().std() < 1e-3  # a random Xception's features all but vanish
     dogs.calibrate_batch_norm(backbone, sample)
     assert features().std() > 0.05
-    assert not any(layer.trainable for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert not any(
+        layer.trainable
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -164,10 +185,14 @@ def test_folder_layout_skips_corrupt_and_converts_grayscale_cmyk_alpha(tmp_path)
     Image.new("RGBA", (30, 50), (255, 0, 0, 0)).save(tmp_path / "data" / "beagle" / "alpha.png")
     data = dogs.load_dataset(tmp_path / "data")
     assert data["layout"] == "folders" and data["classes"] == ["akita", "beagle"]
-    images, readable, unreadable = dogs.build_cache(data["paths"], 32, tmp_path / "cache", workers=2)
+    images, readable, unreadable = dogs.build_cache(
+        data["paths"], 32, tmp_path / "cache", workers=2
+    )
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
     assert unreadable == [str(tmp_path / "data" / "akita" / "broken.jpg")] and readable.sum() == 4
-    alpha = images[[str(p) for p in data["paths"]].index(str(tmp_path / "data" / "beagle" / "alpha.png"))]
+    alpha = images[
+        [str(p) for p in data["paths"]].index(str(tmp_path / "data" / "beagle" / "alpha.png"))
+    ]
     assert (alpha == 255).all()  # fully transparent → white background, not the hidden red
 
 
@@ -202,9 +227,17 @@ def test_stanford_layout_reads_mat_lists_and_keeps_official_split(tmp_path):
     test = ["n02085620-Chihuahua/n02085620_2.jpg"]
     for name in train + test:
         _write_jpeg(tmp_path / "Images" / name, rng)
-    for file_name, names, labels in (("train_list.mat", train, [1, 2]), ("test_list.mat", test, [1])):
-        savemat(tmp_path / file_name, {"file_list": np.array([[np.array([n])] for n in names], dtype=object),
-                                       "labels": np.array(labels)[:, None]})
+    for file_name, names, labels in (
+        ("train_list.mat", train, [1, 2]),
+        ("test_list.mat", test, [1]),
+    ):
+        savemat(
+            tmp_path / file_name,
+            {
+                "file_list": np.array([[np.array([n])] for n in names], dtype=object),
+                "labels": np.array(labels)[:, None],
+            },
+        )
     data = dogs.load_dataset(tmp_path)
     assert data["layout"] == "stanford" and data["classes"] == ["Chihuahua", "Japanese_spaniel"]
     np.testing.assert_array_equal(data["labels"], [0, 1, 0])
@@ -220,12 +253,21 @@ def test_cache_is_reused_and_epochs_decode_nothing(tmp_path, monkeypatch):
             _write_jpeg(paths[-1], rng)
     calls = []
     real_decode = dogs.decode_image
-    monkeypatch.setattr(dogs, "decode_image", lambda path, size: calls.append(path) or real_decode(path, size))
+    monkeypatch.setattr(
+        dogs, "decode_image", lambda path, size: calls.append(path) or real_decode(path, size)
+    )
     images, _, _ = dogs.build_cache(paths, 71, tmp_path / "cache")
     assert len(calls) == 12
     images, _, _ = dogs.build_cache(paths, 71, tmp_path / "cache")  # a rerun: same files, same size
-    batches = dogs.DogBatches(images, np.repeat(np.arange(3), 4), np.arange(12), "heavy", steps=3, seed=0,
-                              classes_per_batch=3)
+    batches = dogs.DogBatches(
+        images,
+        np.repeat(np.arange(3), 4),
+        np.arange(12),
+        "heavy",
+        steps=3,
+        seed=0,
+        classes_per_batch=3,
+    )
     for _ in range(2):
         for step in range(len(batches)):
             (x, y), targets = batches[step]
@@ -246,9 +288,25 @@ def resumed_quick_run(tmp_path_factory):
     pool = dogs.write_synthetic_dogs(folder / "pool", seed=2017)  # the images --quick will draw
     for path in sorted((pool / "Images").rglob("*_20.jpg"))[:4]:
         shutil.copy(path, unlabelled / path.name)
-    flags = ["--quick", "--out", str(out), "--weights", "none", "--epochs", "2",
-             "--steps-per-epoch", "1", "--batch-size", "8", "--workers", "2",
-             "--pseudo-label", str(unlabelled), "--pseudo-threshold", "0.01"]
+    flags = [
+        "--quick",
+        "--out",
+        str(out),
+        "--weights",
+        "none",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "1",
+        "--batch-size",
+        "8",
+        "--workers",
+        "2",
+        "--pseudo-label",
+        str(unlabelled),
+        "--pseudo-threshold",
+        "0.01",
+    ]
     epochs_run, progress = [], []
     real_fit = dogs.runfolder.fit
 
@@ -266,7 +324,8 @@ def resumed_quick_run(tmp_path_factory):
 
     def fit_stopping_at(stop_at):
         return lambda model, *data, name="", **options: real_fit(
-            model, *data, name=name, callbacks=[Watch(name, stop_at)], **options)
+            model, *data, name=name, callbacks=[Watch(name, stop_at)], **options
+        )
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
@@ -296,13 +355,21 @@ def test_resume_skips_finished_stages_and_continues_the_interrupted_epoch(resume
     out, _, _, progress, epochs_run, history_stage2 = resumed_quick_run
     assert [record["finished"] for record in progress] == [["stage1"], ["stage1"]]
     assert history_stage2 == [0, 1]  # stage 2 had trained when its validation was interrupted
-    assert epochs_run == [("stage1", 0), ("stage1", 1), ("stage2", 0),  # run 1: Ctrl-C in stage 2
-                          ("stage2", 1),  # run 2: Ctrl-C in stage 2's validation
-                          ("stage3", 0), ("stage3", 1), ("pseudo", 0), ("pseudo", 1)]  # run 3
+    assert epochs_run == [
+        ("stage1", 0),
+        ("stage1", 1),
+        ("stage2", 0),  # run 1: Ctrl-C in stage 2
+        ("stage2", 1),  # run 2: Ctrl-C in stage 2's validation
+        ("stage3", 0),
+        ("stage3", 1),
+        ("pseudo", 0),
+        ("pseudo", 1),
+    ]  # run 3
     with open(out / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["stage"], int(row["epoch"])) for row in rows] == [
-        (stage, epoch) for stage in ("stage1", "stage2", "stage3", "pseudo") for epoch in (0, 1)]
+        (stage, epoch) for stage in ("stage1", "stage2", "stage3", "pseudo") for epoch in (0, 1)
+    ]
     assert not list(out.glob("backup*"))  # the resume state goes with the finished run
 
 
@@ -317,15 +384,27 @@ def test_finished_run_rerun_reports_and_trains_nothing(resumed_quick_run, capsys
 
 def test_quick_run_writes_outputs_that_load(resumed_quick_run):
     out, flags, _, _, _, _ = resumed_quick_run
-    for name in ("model.keras", "metrics.json", "classes.json", "history.csv", "history.png",
-                 "per_class.csv", "confused_pairs.png", "run.json"):
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "classes.json",
+        "history.csv",
+        "history.png",
+        "per_class.csv",
+        "confused_pairs.png",
+        "run.json",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["synthetic"] is True and saved["layout"] == "stanford"
     assert saved["test"]["images"] == 64
     assert set(saved["stages"]) == {"stage1", "stage2", "stage3", "pseudo"}
-    assert saved["pseudo_label"] == {"folder": flags[flags.index("--pseudo-label") + 1],
-                                     "threshold": 0.01, "added": 4, "candidates": 4}
+    assert saved["pseudo_label"] == {
+        "folder": flags[flags.index("--pseudo-label") + 1],
+        "threshold": 0.01,
+        "added": 4,
+        "candidates": 4,
+    }
     assert 0 <= saved["validation"]["alpha"] <= 1
     with open(out / "per_class.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 8
@@ -334,8 +413,16 @@ def test_quick_run_writes_outputs_that_load(resumed_quick_run):
 def test_predict_writes_top5_breeds_with_probabilities(resumed_quick_run, tmp_path):
     out, flags, _, _, _, _ = resumed_quick_run
     unlabelled = flags[flags.index("--pseudo-label") + 1]
-    dogs.main(["predict", "--model", str(out / "model.keras"), unlabelled,
-               "--csv", str(tmp_path / "top5.csv")])
+    dogs.main(
+        [
+            "predict",
+            "--model",
+            str(out / "model.keras"),
+            unlabelled,
+            "--csv",
+            str(tmp_path / "top5.csv"),
+        ]
+    )
     with open(tmp_path / "top5.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and rows[0]["breed_1"].startswith("synthetic_breed_")
@@ -403,27 +490,39 @@ BAD_INPUTS = {  # id: (arguments, message); FLAGS: the finished run's command, N
     "batch_size_1": (["--quick", "--batch-size", "1", *NEW], r"--batch-size ≥ 2"),
     "pseudo_threshold_0": (["--quick", "--pseudo-threshold", "0", *NEW], r"must be in \(0, 1\]"),
     "pseudo_threshold_2": (["--quick", "--pseudo-threshold", "2", *NEW], r"not a number in \[0, 1"),
-    "pseudo_label_missing": (["--quick", "--pseudo-label", "NEW/absent", *NEW],
-                             r"absent: not a folder of images"),
+    "pseudo_label_missing": (
+        ["--quick", "--pseudo-label", "NEW/absent", *NEW],
+        r"absent: not a folder of images",
+    ),
     "pseudo_label_empty": (["--quick", "--pseudo-label", "EMPTY", *NEW], r"not a folder of images"),
     "devices_64": (["--quick", "--devices", "64", *NEW], r"--devices 64: "),
     "predict_top_0": (["predict", "--model", "FAKE", IMAGE, "--top", "0"], POSITIVE),
-    "predict_model_of_another_script": (["predict", "--model", "OTHER/model.keras", IMAGE],
-                                        FOREIGN),
+    "predict_model_of_another_script": (
+        ["predict", "--model", "OTHER/model.keras", IMAGE],
+        FOREIGN,
+    ),
     "predict_model_text_file": (["predict", "--model", "FILE", IMAGE], r"not a run folder of dogs"),
-    "predict_model_weights_file": (["predict", "--model", "IMAGES/x.weights.h5", IMAGE],
-                                   r"not a run folder of dogs_finetune"),
+    "predict_model_weights_file": (
+        ["predict", "--model", "IMAGES/x.weights.h5", IMAGE],
+        r"not a run folder of dogs_finetune",
+    ),
     "predict_model_missing": (["predict", "--model", "NEW", IMAGE], r"no such file or folder"),
     "predict_unfinished_run": (["predict", "--model", "UNFINISHED", IMAGE], r"no model.keras.*yet"),
-    "predict_classes_without_alpha": (["predict", "--model", "NOALPHA", IMAGE],
-                                      r"classes.json: expected keys classes, alpha, image_size"),
+    "predict_classes_without_alpha": (
+        ["predict", "--model", "NOALPHA", IMAGE],
+        r"classes.json: expected keys classes, alpha, image_size",
+    ),
     "predict_classes_not_json": (["predict", "--model", "BADJSON", IMAGE], r"not a readable JSON"),
     "predict_damaged_model": (["predict", "--model", "FAKE", IMAGE], r"model.keras: cannot be"),
     "predict_no_images": (["predict", "--model", "FAKE", "NEW/absent.jpg"], r"no image file or"),
-    "predict_csv_under_a_file": (["predict", "--model", "FAKE", IMAGE, "--csv", "FILE/top5.csv"],
-                                 r"--csv .*FILE: .*FILE is a file, not a folder"),
-    "predict_csv_is_a_folder": (["predict", "--model", "FAKE", IMAGE, "--csv", "IMAGES"],
-                                r"IMAGES: is a folder"),
+    "predict_csv_under_a_file": (
+        ["predict", "--model", "FAKE", IMAGE, "--csv", "FILE/top5.csv"],
+        r"--csv .*FILE: .*FILE is a file, not a folder",
+    ),
+    "predict_csv_is_a_folder": (
+        ["predict", "--model", "FAKE", IMAGE, "--csv", "IMAGES"],
+        r"IMAGES: is a folder",
+    ),
 }
 
 
@@ -432,10 +531,13 @@ def test_bad_input_is_one_line_and_touches_nothing(case, resumed_quick_run, tmp_
     """Issue #17: one line, exit status ≠ 0, no traceback, and the folders stay as they were."""
     argv, message = BAD_INPUTS[case]
     places = {name: tmp_path / name for name in ("FILE", "EMPTY", "IMAGES", "UNFINISHED")}
-    places.update(NEW=tmp_path / "run", FAKE=fake_run(tmp_path / "FAKE"),
-                  OTHER=fake_run(tmp_path / "OTHER", "custom_loss"),
-                  NOALPHA=fake_run(tmp_path / "NOALPHA", classes={"classes": [], "image_size": 7}),
-                  BADJSON=fake_run(tmp_path / "BADJSON"))
+    places.update(
+        NEW=tmp_path / "run",
+        FAKE=fake_run(tmp_path / "FAKE"),
+        OTHER=fake_run(tmp_path / "OTHER", "custom_loss"),
+        NOALPHA=fake_run(tmp_path / "NOALPHA", classes={"classes": [], "image_size": 7}),
+        BADJSON=fake_run(tmp_path / "BADJSON"),
+    )
     (places["BADJSON"] / "classes.json").write_text("{half")
     dogs.runfolder.open_run("dogs_finetune", places["UNFINISHED"], {}).begin()
     places["FILE"].write_text("not a folder")
@@ -443,8 +545,10 @@ def test_bad_input_is_one_line_and_touches_nothing(case, resumed_quick_run, tmp_
     _write_jpeg(places["IMAGES"] / "a" / "0.jpg", np.random.default_rng(0))
     (places["IMAGES"] / "x.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
     parts = [arg.split("/") for arg in argv]
-    argv = [str(places[part[0]].joinpath(*part[1:])) if part[0] in places else arg
-            for part, arg in zip(parts, argv)]
+    argv = [
+        str(places[part[0]].joinpath(*part[1:])) if part[0] in places else arg
+        for part, arg in zip(parts, argv)
+    ]
     if argv[0] == "FLAGS":  # the finished run's command with one setting changed
         argv = [*resumed_quick_run[1], *argv[1:]]
     untouched = resumed_quick_run[0] if case == "changed_setting" else tmp_path
@@ -453,13 +557,14 @@ def test_bad_input_is_one_line_and_touches_nothing(case, resumed_quick_run, tmp_
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
     """The __main__ block turns Ctrl-C into one line and exit status 130 (runs.command_line)."""
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(dogs.runfolder, "open_run", interrupted)
     monkeypatch.setattr(dogs.sys, "argv", ["dogs_finetune.py", "--quick"])
     source = Path(dogs.__file__).read_text(encoding="utf-8")
-    guard = source[source.index('\nif __name__ == "__main__":'):]
+    guard = source[source.index('\nif __name__ == "__main__":') :]
     namespace = {**vars(dogs), "__name__": "__main__"}
     expected = "^interrupted; rerun the same command to resume$"
     refuses(lambda: exec(guard, namespace), match=expected)  # noqa: S102
@@ -470,9 +575,27 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
 @pytest.mark.slow  # Xception at 299² through three stages: about a minute on 2 cores; CI runs -m recipe
 def test_default_recipe_at_299_trains_every_stage_evaluates_and_writes(tmp_path):
     data = dogs.write_synthetic_dogs(tmp_path / "dogs", num_classes=2, per_class=6)
-    metrics = dogs.main(["--data", str(data), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4",
-                         "--weights", "none", "--workers", "1", "--out", str(tmp_path / "run")])
-    assert metrics["image_size"] == 299 and metrics["devices"] == 1 and metrics["test"]["images"] == 4
+    metrics = dogs.main(
+        [
+            "--data",
+            str(data),
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "1",
+            "--batch-size",
+            "4",
+            "--weights",
+            "none",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert (
+        metrics["image_size"] == 299 and metrics["devices"] == 1 and metrics["test"]["images"] == 4
+    )
     assert set(metrics["stages"]) == {"stage1", "stage2", "stage3"}
     for name in ("model.keras", "metrics.json", "classes.json", "history.csv", "per_class.csv"):
         assert (tmp_path / "run" / name).is_file(), name
@@ -492,8 +615,12 @@ def test_batch_norm_calibration_records_no_autograd_graph():
             return x
 
     inputs = keras.Input((8, 8, 3))
-    backbone = keras.Model(inputs, Spy()(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs))))
-    dogs.calibrate_batch_norm(backbone, np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("uint8"))
+    backbone = keras.Model(
+        inputs, Spy()(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs)))
+    )
+    dogs.calibrate_batch_norm(
+        backbone, np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("uint8")
+    )
     assert not any(seen)
     moving_mean = keras.ops.convert_to_numpy(backbone.layers[2].moving_mean)
     assert np.abs(moving_mean).max() > 0  # the statistics were still set
@@ -510,7 +637,9 @@ def test_mixed_precision_keeps_both_heads_and_the_centre_loss_float32():
         dogs.compile_model(model, "adam")
         images = np.random.default_rng(0).uniform(0, 255, (4, 71, 71, 3)).astype("float32")
         labels = np.array([[0], [1], [2], [0]], "int32")
-        loss = float(model.train_on_batch((images, labels), (labels, np.zeros((4, 1), "float32"), labels))[0])
+        loss = float(
+            model.train_on_batch((images, labels), (labels, np.zeros((4, 1), "float32"), labels))[0]
+        )
         outputs = model((images, labels))
     assert backbone.get_layer("block1_conv1").compute_dtype == "bfloat16" and np.isfinite(loss)
     assert [keras.backend.standardize_dtype(output.dtype) for output in outputs] == ["float32"] * 3

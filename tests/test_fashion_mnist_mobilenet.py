@@ -2,6 +2,7 @@
 
 The Fashion-MNIST loader itself (counts, corrupted files) is tested in test_common_datasets.py.
 """
+
 import csv
 import json
 import runpy
@@ -44,7 +45,9 @@ def test_preprocess_matches_pillow_bilinear_resize():
     from PIL import Image
 
     image = np.random.default_rng(1).integers(0, 256, size=(28, 28), dtype=np.uint8)
-    expected = np.asarray(Image.fromarray(image).resize((56, 56), Image.BILINEAR), np.float32) / 255.0
+    expected = (
+        np.asarray(Image.fromarray(image).resize((56, 56), Image.BILINEAR), np.float32) / 255.0
+    )
     np.testing.assert_array_equal(script.preprocess(image[None])[0], expected)
 
 
@@ -88,7 +91,7 @@ def test_flipped_batches_mirror_the_width_axis_only_and_keep_labels():
     flipped = 0
     for index in range(len(batches)):
         batch, batch_labels = batches[index]
-        np.testing.assert_array_equal(batch_labels, labels[index * 50:(index + 1) * 50])
+        np.testing.assert_array_equal(batch_labels, labels[index * 50 : (index + 1) * 50])
         for image, label in zip(batch, batch_labels):
             original = images[label].astype(np.float32) / 255.0
             if np.array_equal(image, original[:, ::-1]) and not np.array_equal(image, original):
@@ -115,12 +118,16 @@ def test_generator_yields_batches_of_100_at_56x56():
 
 def test_600_steps_cover_60000_samples_once_per_epoch():
     labels = np.arange(60000)
-    batches = script.ImageBatches(np.zeros((60000, 1, 1), np.uint8), labels, batch_size=100, shuffle=True, seed=5)
+    batches = script.ImageBatches(
+        np.zeros((60000, 1, 1), np.uint8), labels, batch_size=100, shuffle=True, seed=5
+    )
     assert len(batches) == 600
     epochs = []
     for _ in range(2):
         seen = np.concatenate([batches[index][1] for index in range(len(batches))])
-        np.testing.assert_array_equal(np.sort(seen), labels)  # a permutation: no duplicates, nothing missed
+        np.testing.assert_array_equal(
+            np.sort(seen), labels
+        )  # a permutation: no duplicates, nothing missed
         epochs.append(seen)
         batches.on_epoch_end()
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every pass
@@ -137,8 +144,11 @@ def test_training_steps_on_256_real_images_lower_the_loss(real_images):
     keras.utils.set_random_seed(0)
     model, _ = script.build_model(32, weights="none")
     images, labels = script.preprocess(x_train[:256], 32), y_train[:256]
-    losses = [float(model.train_on_batch(images[start:start + 128], labels[start:start + 128])[0])
-              for _ in range(3) for start in (0, 128)]  # three passes, two steps each
+    losses = [
+        float(model.train_on_batch(images[start : start + 128], labels[start : start + 128])[0])
+        for _ in range(3)
+        for start in (0, 128)
+    ]  # three passes, two steps each
     assert np.mean(losses[-2:]) < 0.85 * np.mean(losses[:2])
 
 
@@ -170,8 +180,12 @@ def history_epochs(path):
 @pytest.mark.backend
 def test_interrupted_training_resumes_after_the_last_epoch_and_keeps_the_best(tmp_path):
     rng = np.random.default_rng(6)
-    batches = script.ImageBatches(rng.integers(0, 256, (64, 8, 8), dtype=np.uint8), rng.integers(0, 10, 64),
-                                  batch_size=32, shuffle=True)
+    batches = script.ImageBatches(
+        rng.integers(0, 256, (64, 8, 8), dtype=np.uint8),
+        rng.integers(0, 10, 64),
+        batch_size=32,
+        shuffle=True,
+    )
     first = RecordEpochs(interrupt_at=1)
     with pytest.raises(KeyboardInterrupt):
         script.train(tiny_classifier(), batches, batches, 3, tmp_path, [first])
@@ -195,8 +209,19 @@ def interrupted_fit(*data, callbacks=(), **options):
 
 
 REAL_FIT = runfolder.fit
-QUICK_RUN = ["--quick", "--alpha", "0.25", "--limit", "200", "--test-limit", "100", "--epochs", "2",
-             "--weights", "none"]
+QUICK_RUN = [
+    "--quick",
+    "--alpha",
+    "0.25",
+    "--limit",
+    "200",
+    "--test-limit",
+    "100",
+    "--epochs",
+    "2",
+    "--weights",
+    "none",
+]
 
 
 @pytest.fixture(scope="module")
@@ -214,13 +239,26 @@ def finished_run(shared_data, tmp_path_factory):
 
 def test_main_smoke_run_resumes_and_writes_loadable_outputs(finished_run):
     out, _, metrics, interrupted = finished_run
-    for name in ("model.keras", "metrics.json", "history.csv", "learning_curves.png", "confusion_matrix.png"):
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "learning_curves.png",
+        "confusion_matrix.png",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     assert interrupted == [0] and history_epochs(out / "history.csv") == [0, 1]  # no epoch twice
     written = json.loads((out / "metrics.json").read_text())
-    for key in ("validation_accuracy", "test_accuracy", "epochs", "weights", "seconds_per_epoch",
-                "images_per_second", "environment"):
+    for key in (
+        "validation_accuracy",
+        "test_accuracy",
+        "epochs",
+        "weights",
+        "seconds_per_epoch",
+        "images_per_second",
+        "environment",
+    ):
         assert key in written, key
     assert written["script"] == script.SCRIPT_NAME
     assert written["weights"] == "none" and written["epochs"] == 2 and written["test_images"] == 100
@@ -312,8 +350,9 @@ BAD_INPUTS = [  # (case, extra flags or a function making them, message)
 
 
 @pytest.mark.parametrize("case, flags, message", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
-def test_bad_input_is_one_line_and_touches_nothing(case, flags, message, tmp_path, shared_data,
-                                                   refuses, request):
+def test_bad_input_is_one_line_and_touches_nothing(
+    case, flags, message, tmp_path, shared_data, refuses, request
+):
     argv = ["--data", str(shared_data / "fashion-mnist"), *QUICK_RUN, "--out", str(tmp_path / "r")]
     untouched = tmp_path
     if flags == "finished":  # the finished run, rerun with another --epochs
@@ -351,7 +390,9 @@ def test_real_imagenet_file_loads_at_alpha_025(imagenet_file, size):
     np.testing.assert_array_equal(backbone.get_layer("conv_pw_13").kernel.numpy(), pointwise)
     random_init = script.build_model(size, weights="none", alpha=0.25)[0].get_layer("mobilenet")
     assert not np.allclose(random_init.get_layer("conv1").kernel.numpy(), kernel)
-    assert np.abs(kernel).mean() > 1.5 * np.abs(random_init.get_layer("conv1").kernel.numpy()).mean()
+    assert (
+        np.abs(kernel).mean() > 1.5 * np.abs(random_init.get_layer("conv1").kernel.numpy()).mean()
+    )
 
 
 def test_alpha_sets_the_width_of_the_random_backbone():
@@ -376,28 +417,51 @@ def _text_file(path, tmp_path):
     return tmp_path / "notes.h5"
 
 
-@pytest.mark.parametrize("make_file, alpha", [
-    (lambda path, tmp_path: path, "0.5"),  # the right file for another width
-    (_text_file, "0.25"), (_truncated, "0.25"), (_another_models_weights, "0.25"),
-])
-def test_a_wrong_weights_file_is_one_line_and_writes_nothing(imagenet_file, shared_data, tmp_path, capsys,
-                                                           make_file, alpha):
+@pytest.mark.parametrize(
+    "make_file, alpha",
+    [
+        (lambda path, tmp_path: path, "0.5"),  # the right file for another width
+        (_text_file, "0.25"),
+        (_truncated, "0.25"),
+        (_another_models_weights, "0.25"),
+    ],
+)
+def test_a_wrong_weights_file_is_one_line_and_writes_nothing(
+    imagenet_file, shared_data, tmp_path, capsys, make_file, alpha
+):
     weights = make_file(imagenet_file, tmp_path)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as raised:
-        script.main(["--data", str(shared_data / "fashion-mnist"), "--alpha", alpha, "--weights", str(weights),
-                     "--limit", "100", "--test-limit", "20", "--out", str(out)])
+        script.main(
+            [
+                "--data",
+                str(shared_data / "fashion-mnist"),
+                "--alpha",
+                alpha,
+                "--weights",
+                str(weights),
+                "--limit",
+                "100",
+                "--test-limit",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
     message = str(raised.value)
     assert message.startswith(f"error: --weights {weights}: not a weights file for this MobileNet")
     assert f"alpha {float(alpha)}" in message and "\n" not in message
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ([], {"alpha": 1.0, "patience": None}),
-    (["--alpha", "0.25", "--patience", "10"], {"alpha": 0.25, "patience": 10}),
-    (["--quick", "--alpha", "0.5"], {"alpha": 0.5, "size": 32}),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], {"alpha": 1.0, "patience": None}),
+        (["--alpha", "0.25", "--patience", "10"], {"alpha": 0.25, "patience": 10}),
+        (["--quick", "--alpha", "0.5"], {"alpha": 0.5, "size": 32}),
+    ],
+)
 def test_alpha_and_patience_flags(flags, expected):
     args = script.parse_arguments(flags)
     assert {name: getattr(args, name) for name in expected} == expected
@@ -405,10 +469,15 @@ def test_alpha_and_patience_flags(flags, expected):
 
 def test_patience_stops_training_and_history_keeps_seconds(tmp_path):
     rng = np.random.default_rng(7)
-    batches = script.ImageBatches(rng.integers(0, 256, (32, 8, 8), dtype=np.uint8), rng.integers(0, 10, 32),
-                                  batch_size=16)
+    batches = script.ImageBatches(
+        rng.integers(0, 256, (32, 8, 8), dtype=np.uint8), rng.integers(0, 10, 32), batch_size=16
+    )
     model = tiny_classifier()
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     history, best = script.train(model, batches, batches, 10, tmp_path, patience=2)  # no learning
     assert len(history["val_accuracy"]) == 3  # the first epoch, then 2 without a better one
     assert len(history["seconds"]) == 3 and all(seconds > 0 for seconds in history["seconds"])
@@ -420,10 +489,33 @@ def test_patience_stops_training_and_history_keeps_seconds(tmp_path):
 @pytest.mark.backend
 def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(shared_data, tmp_path):
     """MobileNet α 1 at 56², batches of 64, constant Adam: two training batches (64 + 6), not --quick."""
-    metrics = script.main(["--data", str(shared_data / "fashion-mnist"), "--limit", "80", "--test-limit", "20",
-                           "--epochs", "1", "--weights", "none", "--out", str(tmp_path)])
-    assert (metrics["size"], metrics["alpha"], metrics["batch_size"], metrics["schedule"]) == (56, 1.0, 64, "constant")
-    assert metrics["devices"] == 1 and metrics["train_images"] == 70 and np.sum(metrics["confusion_matrix"]) == 20
+    metrics = script.main(
+        [
+            "--data",
+            str(shared_data / "fashion-mnist"),
+            "--limit",
+            "80",
+            "--test-limit",
+            "20",
+            "--epochs",
+            "1",
+            "--weights",
+            "none",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert (metrics["size"], metrics["alpha"], metrics["batch_size"], metrics["schedule"]) == (
+        56,
+        1.0,
+        64,
+        "constant",
+    )
+    assert (
+        metrics["devices"] == 1
+        and metrics["train_images"] == 70
+        and np.sum(metrics["confusion_matrix"]) == 20
+    )
     model = keras.saving.load_model(tmp_path / "model.keras")
     assert model.count_params() == 3_239_114 and model.input_shape == (None, 56, 56)
 
@@ -440,7 +532,9 @@ def test_mixed_precision_trains_in_bfloat16_with_float32_probabilities():
         probabilities = model(images)
     assert model.get_layer("mobilenet").get_layer("conv1").compute_dtype == "bfloat16"
     assert keras.backend.standardize_dtype(probabilities.dtype) == "float32" and np.isfinite(loss)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(probabilities).sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(probabilities).sum(axis=1), 1.0, atol=1e-5
+    )
 
 
 def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):

@@ -1,4 +1,5 @@
 """rnn_saliency.py: the article's importance identities, the data rules, the attribution baselines, smoke runs."""
+
 import contextlib
 import io
 import json
@@ -9,9 +10,20 @@ import numpy as np
 import pytest
 
 import rnn_saliency
-from rnn_saliency import (MAXLEN, build_model, build_vocabulary, deletion_curves, embedding_attributions, encode,
-                          hidden_state_scores, importances_from_states, length_batches, predict, ranking,
-                          read_table)
+from rnn_saliency import (
+    MAXLEN,
+    build_model,
+    build_vocabulary,
+    deletion_curves,
+    embedding_attributions,
+    encode,
+    hidden_state_scores,
+    importances_from_states,
+    length_batches,
+    predict,
+    ranking,
+    read_table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +61,11 @@ def test_oov_word_mid_sentence_gets_exactly_zero_and_leaves_final_state(dropouts
     with_oov = np.array([[5, 9, 0, 12, 3]], np.int32)
     without = np.array([[5, 9, 12, 3]], np.int32)
     assert hidden_state_scores(classifier, with_oov)[0, 2] == 0.0
-    final_with, final_without = states.predict_on_batch(with_oov)[1], states.predict_on_batch(without)[1]
+    final_with, final_without = (
+        states.predict_on_batch(with_oov)[1],
+        states.predict_on_batch(without)[1],
+    )
     np.testing.assert_allclose(np.asarray(final_with), np.asarray(final_without), atol=1e-6)
-
 
 
 def test_length_batches_cover_every_row_once_within_one_length_bucket():
@@ -64,7 +78,9 @@ def test_length_batches_cover_every_row_once_within_one_length_bucket():
     assert sorted(np.concatenate(batches).tolist()) == list(range(300))
     ends = [np.flatnonzero(row)[-1] + 1 if row.any() else 0 for row in ids]
     for rows in batches:
-        assert len(rows) <= 32 and len({-(-ends[r] // rnn_saliency.LENGTH_BUCKET) for r in rows}) == 1
+        assert (
+            len(rows) <= 32 and len({-(-ends[r] // rnn_saliency.LENGTH_BUCKET) for r in rows}) == 1
+        )
 
 
 @pytest.mark.backend
@@ -74,15 +90,21 @@ def test_hidden_state_scores_do_not_depend_on_batching(untrained):
     ids = np.zeros((40, 60), np.int32)
     for row, end in enumerate(rng.integers(1, 61, size=40)):
         ids[row, :end] = rng.integers(1, 31, size=end)
-    np.testing.assert_allclose(hidden_state_scores(classifier, ids, batch_size=7),
-                               hidden_state_scores(classifier, ids, batch_size=1024), atol=1e-5)
+    np.testing.assert_allclose(
+        hidden_state_scores(classifier, ids, batch_size=7),
+        hidden_state_scores(classifier, ids, batch_size=1024),
+        atol=1e-5,
+    )
+
 
 def test_ranking_is_a_sorted_permutation_of_positions():
     rng = np.random.default_rng(2)
     words = [f"w{i}" for i in range(130)][:MAXLEN]
     result = ranking(words, rng.normal(size=len(words)))
     assert sorted(position for position, _, _ in result) == list(range(len(words)))
-    assert [score for _, _, score in result] == sorted((score for _, _, score in result), reverse=True)
+    assert [score for _, _, score in result] == sorted(
+        (score for _, _, score in result), reverse=True
+    )
     assert len(result) <= MAXLEN and all(words[position] == word for position, word, _ in result)
 
 
@@ -127,8 +149,9 @@ def test_integrated_gradients_are_complete(untrained):
     attributions = embedding_attributions(classifier, ids, steps=32)
     probabilities = predict(classifier, ids)
     sign = np.where(probabilities >= 0.5, 1.0, -1.0)
-    zero = rnn_saliency.signed_probability(classifier, np.zeros((2, 6, 128), "float32"), ids != 0,
-                                           np.ones(2, "float32"))
+    zero = rnn_saliency.signed_probability(
+        classifier, np.zeros((2, 6, 128), "float32"), ids != 0, np.ones(2, "float32")
+    )
     expected = sign * (probabilities - keras.ops.convert_to_numpy(zero))
     np.testing.assert_allclose(attributions.sum(axis=1), expected, rtol=0.05, atol=1e-7)
 
@@ -150,8 +173,12 @@ def write_reviews(path, rows=200, longer=False):
     in real data. `longer`: every fourth review has 11 words, so batches differ in length."""
     rng = np.random.default_rng(0)
     good, bad = ["很好", "喜欢", "不错", "满意"], ["很差", "失望", "退货", "垃圾"]
-    lines = [f"{'，'.join(rng.choice(good if label else bad, 11 if longer and k % 4 == 0 else 3))}"
-             f"{k},{label}" for k in range(rows) for label in (0, 1)]
+    lines = [
+        f"{'，'.join(rng.choice(good if label else bad, 11 if longer and k % 4 == 0 else 3))}"
+        f"{k},{label}"
+        for k in range(rows)
+        for label in (0, 1)
+    ]
     path.write_text("text,label\n" + "\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -161,24 +188,53 @@ def test_the_lstm_never_takes_the_cudnn_path_even_after_loading(tmp_path):
     """cuDNN wants right-padded masks without empty rows; 81% of the training rows mask an OOV word, 3 all words."""
     classifier, _ = build_model(30)
     assert classifier.get_layer("lstm").use_cudnn is False
-    ids = np.array([[3, 0, 5, 0, 0], [0, 0, 0, 0, 0]], "int32")  # a hole mid-sentence, a row of OOV words only
+    ids = np.array(
+        [[3, 0, 5, 0, 0], [0, 0, 0, 0, 0]], "int32"
+    )  # a hole mid-sentence, a row of OOV words only
     assert np.isfinite(predict(classifier, ids)).all()
-    classifier.save(tmp_path / "model.keras")  # Keras does not save use_cudnn: loading must switch it off again
-    assert rnn_saliency.load_classifier(tmp_path / "model.keras").get_layer("lstm").use_cudnn is False
+    classifier.save(
+        tmp_path / "model.keras"
+    )  # Keras does not save use_cudnn: loading must switch it off again
+    assert (
+        rnn_saliency.load_classifier(tmp_path / "model.keras").get_layer("lstm").use_cudnn is False
+    )
 
 
 @pytest.mark.recipe
 @pytest.mark.backend
 def test_default_recipe_trains_evaluates_and_explains_on_tiny_data(tmp_path):
     if keras.backend.backend() == "torch":
-        pytest.skip("too slow under torch on CPU: its masked LSTM steps through time in Python, and this run "
-                    "(training, occlusion, integrated gradients) took 34 s of CPU against 4 s under TensorFlow; "
-                    "the backend-marked LSTM tests in this file do run under torch")
+        pytest.skip(
+            "too slow under torch on CPU: its masked LSTM steps through time in Python, and this run "
+            "(training, occlusion, integrated gradients) took 34 s of CPU against 4 s under TensorFlow; "
+            "the backend-marked LSTM tests in this file do run under torch"
+        )
     out = tmp_path / "run"
-    metrics = rnn_saliency.main(["train", "--data", str(write_reviews(tmp_path / "tiny.csv")), "--out", str(out),
-                                 "--epochs", "1", "--saliency-sentences", "10"])
-    assert metrics["recipe"] == "article" and metrics["min_count"] == 10 and sum(metrics["sizes"]) == 400
-    for name in ("model.keras", "vocabulary.json", "metrics.json", "history.csv", "deletion_curves.png"):
+    metrics = rnn_saliency.main(
+        [
+            "train",
+            "--data",
+            str(write_reviews(tmp_path / "tiny.csv")),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--saliency-sentences",
+            "10",
+        ]
+    )
+    assert (
+        metrics["recipe"] == "article"
+        and metrics["min_count"] == 10
+        and sum(metrics["sizes"]) == 400
+    )
+    for name in (
+        "model.keras",
+        "vocabulary.json",
+        "metrics.json",
+        "history.csv",
+        "deletion_curves.png",
+    ):
         assert (out / name).is_file(), name
 
 
@@ -208,8 +264,23 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
     out, seen, real_fit = folder / "run", {"fits": []}, runfolder.fit
     data = write_reviews(folder / "tiny.csv", longer=True)
-    argv = ["train", "--quick", "--data", str(data), "--out", str(out), "--epochs", "2",
-            "--batch-size", "16", "--baseline", "--saliency-sentences", "10", "--min-count", "3"]
+    argv = [
+        "train",
+        "--quick",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--baseline",
+        "--saliency-sentences",
+        "10",
+        "--min-count",
+        "3",
+    ]
 
     def fit(*args, callbacks=(), **kwargs):
         seen["fits"].append(kwargs)
@@ -263,7 +334,7 @@ def test_interrupted_runs_resume_without_repeating_an_epoch_and_keep_the_best(tr
 def test_training_batches_share_one_length_whatever_the_batch_size():
     ids = np.zeros((50, MAXLEN), np.int32)
     for row in range(50):
-        ids[row, :5 + row] = 7  # 5 to 54 words: trimmed to 60 columns
+        ids[row, : 5 + row] = 7  # 5 to 54 words: trimmed to 60 columns
     for batch_size in (1, 16, 32, 50):
         batches = rnn_saliency.Batches(ids, np.zeros(50), batch_size, shuffle_seed=0)
         shapes = [batches[i][0].shape for i in range(len(batches))]
@@ -272,25 +343,56 @@ def test_training_batches_share_one_length_whatever_the_batch_size():
 
 def test_training_and_explain(trained, tmp_path, capsys):
     out, _, metrics, _ = trained
-    for name in ("run.json", "model.keras", "vocabulary.json", "metrics.json", "history.csv",
-                 "deletion_curves.png", "segmented.json"):
+    for name in (
+        "run.json",
+        "model.keras",
+        "vocabulary.json",
+        "metrics.json",
+        "history.csv",
+        "deletion_curves.png",
+        "segmented.json",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.glob("backup*")) and not list(out.glob(".*"))  # no resume state, temporary
-    assert set(metrics["saliency"]) == {"hidden state (article)", "occlusion", "gradient x input",
-                                        "integrated gradients", "random"}
+    assert set(metrics["saliency"]) == {
+        "hidden state (article)",
+        "occlusion",
+        "gradient x input",
+        "integrated gradients",
+        "random",
+    }
     recorded = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert recorded["script"] == "rnn_saliency"
     assert recorded["test_accuracy"] == metrics["test_accuracy"]
     batch = tmp_path / "sentences.txt"
     batch.write_text("很好，喜欢\n很差，失望\n", encoding="utf-8")
-    results = rnn_saliency.main(["explain", "--model", str(out / "model.keras"), "很好，不错",
-                                 "--html", str(tmp_path / "a.html"), "--batch", str(batch)])
+    results = rnn_saliency.main(
+        [
+            "explain",
+            "--model",
+            str(out / "model.keras"),
+            "很好，不错",
+            "--html",
+            str(tmp_path / "a.html"),
+            "--batch",
+            str(batch),
+        ]
+    )
     assert len(results) == 3 and "p(positive)" in capsys.readouterr().out
     jsonl = tmp_path / "sentences.jsonl"
     assert len(jsonl.read_text(encoding="utf-8").splitlines()) == 3
     assert "<span" in (tmp_path / "a.html").read_text(encoding="utf-8")
-    rnn_saliency.main(["explain", "--model", str(out), "--batch", str(jsonl),  # a .jsonl input
-                       "--output", str(tmp_path / "b.jsonl")])
+    rnn_saliency.main(
+        [
+            "explain",
+            "--model",
+            str(out),
+            "--batch",
+            str(jsonl),  # a .jsonl input
+            "--output",
+            str(tmp_path / "b.jsonl"),
+        ]
+    )
     assert len((tmp_path / "b.jsonl").read_text(encoding="utf-8").splitlines()) == 3
 
 
@@ -310,33 +412,65 @@ BAD_INPUTS = {  # case: (command, what its one line says, the folder that must s
     "saliency sentences 0": ("train --saliency-sentences 0", "--saliency-sentences: 0 is", "fresh"),
     "min count -1": ("train --min-count -1", "--min-count: -1 is not", "fresh"),
     "quick train 0": ("train --quick-train 0", "--quick-train: 0 is not", "fresh"),
-    "empty vocabulary": ("train --data {data} --out {fresh}/run --min-count 100000",
-                         "--min-count 100000: no word .* the vocabulary would be empty", "fresh"),
-    "batch larger than the data": ("train --data {data} --out {fresh}/run --batch-size 100000",
-                                   r"--batch-size 100000: more than the 3\d\d training", "fresh"),
+    "empty vocabulary": (
+        "train --data {data} --out {fresh}/run --min-count 100000",
+        "--min-count 100000: no word .* the vocabulary would be empty",
+        "fresh",
+    ),
+    "batch larger than the data": (
+        "train --data {data} --out {fresh}/run --batch-size 100000",
+        r"--batch-size 100000: more than the 3\d\d training",
+        "fresh",
+    ),
     "too few texts": ("train --data {few} --out {fresh}/run", "5 texts are too few", "fresh"),
     "missing data": ("train --data {fresh}/missing.csv --out {fresh}/run", "pos.xls", "fresh"),
-    "out under a file": ("train --data {data} --out {inputs}/s.txt/run", "is a file, not a folder",
-                         "inputs"),
-    "out holds other files": ("train --data {data} --out {inputs}", "holds files but no run.json",
-                              "inputs"),
+    "out under a file": (
+        "train --data {data} --out {inputs}/s.txt/run",
+        "is a file, not a folder",
+        "inputs",
+    ),
+    "out holds other files": (
+        "train --data {data} --out {inputs}",
+        "holds files but no run.json",
+        "inputs",
+    ),
     "changed settings": (None, r"--min-count 3 \(now 4\)", "run"),  # trained run's, --min-count 4
     "model missing": ("explain --model {fresh}/nothing 好", "no such file", "fresh"),
-    "model a text file": ("explain --model {inputs}/s.txt 好", "not a run folder of rnn_saliency",
-                          "inputs"),
-    "model a weights file": ("explain --model {inputs}/model.weights.h5 好", "not a run folder",
-                             "inputs"),
-    "model of another script": ("explain --model {inputs}/cloze/model.keras 好",
-                                "a run of cloze_lm, not of rnn_saliency", "inputs"),
-    "model of an unfinished run": ("explain --model {inputs}/unfinished 好",
-                                   "has no model.keras, vocabulary.json yet", "inputs"),
-    "batch .jsonl replaced by its output": (f"{EXPLAIN} --batch {{inputs}}/s.jsonl",
-                                            r"s.jsonl \(the default\) would overwrite the --batch",
-                                            "inputs"),
-    "output is the batch input": (f"{EXPLAIN} --batch {{inputs}}/s.txt --output {{inputs}}/s.txt",
-                                  "--output .* would overwrite the --batch input", "inputs"),
-    "html is the batch input": (f"{EXPLAIN} --batch {{inputs}}/s.txt --html {{inputs}}/s.txt",
-                                "--html .* would overwrite the --batch input", "inputs"),
+    "model a text file": (
+        "explain --model {inputs}/s.txt 好",
+        "not a run folder of rnn_saliency",
+        "inputs",
+    ),
+    "model a weights file": (
+        "explain --model {inputs}/model.weights.h5 好",
+        "not a run folder",
+        "inputs",
+    ),
+    "model of another script": (
+        "explain --model {inputs}/cloze/model.keras 好",
+        "a run of cloze_lm, not of rnn_saliency",
+        "inputs",
+    ),
+    "model of an unfinished run": (
+        "explain --model {inputs}/unfinished 好",
+        "has no model.keras, vocabulary.json yet",
+        "inputs",
+    ),
+    "batch .jsonl replaced by its output": (
+        f"{EXPLAIN} --batch {{inputs}}/s.jsonl",
+        r"s.jsonl \(the default\) would overwrite the --batch",
+        "inputs",
+    ),
+    "output is the batch input": (
+        f"{EXPLAIN} --batch {{inputs}}/s.txt --output {{inputs}}/s.txt",
+        "--output .* would overwrite the --batch input",
+        "inputs",
+    ),
+    "html is the batch input": (
+        f"{EXPLAIN} --batch {{inputs}}/s.txt --html {{inputs}}/s.txt",
+        "--html .* would overwrite the --batch input",
+        "inputs",
+    ),
     "batch file missing": (f"{EXPLAIN} --batch {{inputs}}/missing.txt", "No such file", "inputs"),
     "no sentences": (EXPLAIN, "give sentences", "run"),
 }

@@ -1,5 +1,6 @@
 """Properties of simpler_wordvec.py: the counting rules, PMI and weights, the model and its Adagrad step, and the
 article's analyses (norms, Pearson similarity, keywords, sentence similarity, analogies, gensim export)."""
+
 import contextlib
 import csv
 import io
@@ -57,14 +58,18 @@ def test_count_matrix_is_symmetric_and_pairs_are_unordered_with_double_weight():
     _, matrix = counts_of(lines, window=4)
     np.testing.assert_array_equal(matrix, matrix.T)
     assert np.all(np.diag(matrix) == 0)
-    i, j, targets, weights = wordvec.training_records(wordvec.scipy.sparse.csr_matrix(matrix), np.ones(7))
+    i, j, targets, weights = wordvec.training_records(
+        wordvec.scipy.sparse.csr_matrix(matrix), np.ones(7)
+    )
     assert np.all(i < j) and 2 * len(i) == np.count_nonzero(matrix)
     np.testing.assert_allclose(weights, 2 * wordvec.pair_weights(matrix[i, j]), rtol=1e-6)
 
 
 def test_self_pairs_are_excluded_from_total_count():
     x, matrix = counts_of(["a a b"], window=2)
-    assert x("a", "a") == 0 and matrix.sum() == 4  # (a,b) twice and (b,a) twice; the (a,a) pair is skipped
+    assert (
+        x("a", "a") == 0 and matrix.sum() == 4
+    )  # (a,b) twice and (b,a) twice; the (a,a) pair is skipped
 
 
 def test_chunked_counting_equals_one_shot_counting():
@@ -102,7 +107,9 @@ def test_weights_follow_glove_with_and_without_truncation():
 def test_score_is_symmetric_with_one_shared_table():
     model = wordvec.SimplerGlove(10, dimension=4)
     i, j = np.array([1, 2, 7], np.int32), np.array([3, 2, 0], np.int32)
-    np.testing.assert_allclose(model.predict([i, j], verbose=0), model.predict([j, i], verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        model.predict([i, j], verbose=0), model.predict([j, i], verbose=0), rtol=1e-6
+    )
     assert len(model.trainable_weights) == 1
     assert np.all(np.abs(wordvec.embedding_matrix(model)) <= 0.5 / 4)
 
@@ -110,7 +117,9 @@ def test_score_is_symmetric_with_one_shared_table():
 def one_pass(table, pairs, batches=1, chunks=1):
     """adagrad_pass (compiled by the backend) over `pairs` (i, j, target, weight): batches of chunks."""
     dtypes = ("int32", "int32", "float32", "float32")
-    columns = [np.asarray(c, dtype).reshape(batches, chunks, -1) for c, dtype in zip(zip(*pairs), dtypes)]
+    columns = [
+        np.asarray(c, dtype).reshape(batches, chunks, -1) for c, dtype in zip(zip(*pairs), dtypes)
+    ]
     table = np.asarray(table, np.float32)
     order = np.arange(batches, dtype="int32")
     result = wordvec.compiled(wordvec.adagrad_pass)(table, np.ones_like(table), order, *columns)
@@ -125,11 +134,17 @@ def test_first_adagrad_step_matches_glove_c():
     residual = before[1] @ before[2] - target
     for row, other in ((1, 2), (2, 1)):
         gradient = weight * residual * before[other]
-        np.testing.assert_allclose(after[row], before[row] - 0.1 * gradient / np.sqrt(1 + gradient**2 + 1e-8),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            after[row],
+            before[row] - 0.1 * gradient / np.sqrt(1 + gradient**2 + 1e-8),
+            rtol=1e-5,
+            atol=1e-6,
+        )
         np.testing.assert_allclose(accumulator[row], 1 + gradient**2, rtol=1e-5)
     np.testing.assert_allclose(after[[0, 3]], before[[0, 3]], rtol=1e-6)
-    assert float(error) == pytest.approx(weight * residual**2, rel=1e-5)  # Σ w·err², before the step
+    assert float(error) == pytest.approx(
+        weight * residual**2, rel=1e-5
+    )  # Σ w·err², before the step
 
 
 @pytest.mark.backend
@@ -146,8 +161,12 @@ def test_one_pair_of_double_weight_is_both_directed_records_in_one_batch():
 
 
 def test_batches_hold_every_record_once_and_padding_has_weight_zero(monkeypatch):
-    records = (np.arange(10, dtype=np.int32), np.arange(10, 20, dtype=np.int32), np.ones(10, np.float32),
-               np.full(10, 2.0, np.float32))
+    records = (
+        np.arange(10, dtype=np.int32),
+        np.arange(10, 20, dtype=np.int32),
+        np.ones(10, np.float32),
+        np.full(10, 2.0, np.float32),
+    )
     batches = wordvec.shuffled_batches(records, 4, seed=0)
     assert batches[0].shape == (3, 1, 4)
     i, j, targets, weights = (column.reshape(-1) for column in batches)
@@ -191,8 +210,12 @@ def synthetic_topic_corpus(rng, topics=4, words_per_topic=8, lines=600, fillers=
 def train_on(documents, epochs, batch_size, min_count=1, window=5, report=False):
     keras.utils.set_random_seed(0)
     words, counts = wordvec.build_vocabulary(documents, min_count)
-    records = wordvec.training_records(wordvec.count_cooccurrences(documents, words, window), counts)
-    model, history = wordvec.train_vectors(records, words, counts, epochs, batch_size, report=report)
+    records = wordvec.training_records(
+        wordvec.count_cooccurrences(documents, words, window), counts
+    )
+    model, history = wordvec.train_vectors(
+        records, words, counts, epochs, batch_size, report=report
+    )
     return words, counts, wordvec.embedding_matrix(model), history
 
 
@@ -205,7 +228,13 @@ def test_frequent_filler_words_get_small_norms():
     assert scipy.stats.spearmanr(norms, counts).statistic < 0
 
 
-FUNCTION_TAGS = ("w", "u", "c", "p", "d")  # PKU tags: punctuation, particles, conjunctions, prepositions, adverbs
+FUNCTION_TAGS = (
+    "w",
+    "u",
+    "c",
+    "p",
+    "d",
+)  # PKU tags: punctuation, particles, conjunctions, prepositions, adverbs
 
 
 def test_norms_rise_with_rarity_and_function_words_lead_on_a_peoples_daily_sample():
@@ -224,16 +253,21 @@ def test_norms_rise_with_rarity_and_function_words_lead_on_a_peoples_daily_sampl
     assert history["rho"][0] < 0 < history["rho"][-1]  # after pass 1 frequent words are the longest
 
 
-FADED = ("measured on People's Daily (1.1 M words): with batch 8,192 (301 Adagrad steps a pass) the punctuation's "
-         "norms are smallest in passes 3-10 (。 rank 2-6, ， 4-8) and grow after: at pass 30 。 ranks 392 and ， 46 "
-         "of 14,990 (tensorflow); docs/simpler_wordvec.md. The article's corpus is ~100× larger")
+FADED = (
+    "measured on People's Daily (1.1 M words): with batch 8,192 (301 Adagrad steps a pass) the punctuation's "
+    "norms are smallest in passes 3-10 (。 rank 2-6, ， 4-8) and grow after: at pass 30 。 ranks 392 and ， 46 "
+    "of 14,990 (tensorflow); docs/simpler_wordvec.md. The article's corpus is ~100× larger"
+)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch", [
-    wordvec.BATCH_SIZE,  # measured: 。 47, ， 24 (tensorflow), 15 and 13 (jax), on their way up
-    pytest.param(8192, marks=pytest.mark.xfail(strict=True, reason=FADED)),
-])
+@pytest.mark.parametrize(
+    "batch",
+    [
+        wordvec.BATCH_SIZE,  # measured: 。 47, ， 24 (tensorflow), 15 and 13 (jax), on their way up
+        pytest.param(8192, marks=pytest.mark.xfail(strict=True, reason=FADED)),
+    ],
+)
 def test_punctuation_has_among_the_smallest_norms_on_peoples_daily(tmp_path, batch):
     """The article's claim with the article's 30 passes: 。 and ， among the 50 smallest norms."""
     run = wordvec.main(["train", "--batch-size", str(batch), "--out", str(tmp_path)])  # minutes
@@ -261,7 +295,12 @@ def test_pearson_of_pmi_profiles_equals_cosine_after_cholesky():
     np.testing.assert_allclose(factor @ factor.T, centred.T @ centred, atol=1e-8)
     for a, b in ((0, 1), (7, 42), (59, 3)):
         pearson = np.corrcoef(embeddings[a] @ centred.T, embeddings[b] @ centred.T)[0, 1]
-        cosine = transformed[a] @ transformed[b] / np.linalg.norm(transformed[a]) / np.linalg.norm(transformed[b])
+        cosine = (
+            transformed[a]
+            @ transformed[b]
+            / np.linalg.norm(transformed[a])
+            / np.linalg.norm(transformed[b])
+        )
         assert cosine == pytest.approx(pearson, abs=1e-8)
     assert wordvec.related(transformed, 7, topn=1)[0] == (7, pytest.approx(1.0))
     with pytest.raises(ValueError):
@@ -278,7 +317,9 @@ def test_keywords_rank_by_inner_product_with_sentence_sum():
     unique = ["a", "c", "e"]
     expected = [unique[k] for k in np.argsort(-(vectors[[0, 2, 4]] @ total))]
     assert [w for w, _ in ranked] == expected
-    np.testing.assert_array_equal(wordvec.sentence_vector(["x", "y"], vectors, word_to_id), np.zeros(4))
+    np.testing.assert_array_equal(
+        wordvec.sentence_vector(["x", "y"], vectors, word_to_id), np.zeros(4)
+    )
     assert wordvec.keywords(["x"], vectors, word_to_id) == []
 
 
@@ -289,7 +330,9 @@ def test_sentence_similarity_is_symmetric_bounded_and_one_for_identical():
     for _ in range(20):
         first, second = list(rng.choice(list("abcdefgh"), 4)), list(rng.choice(list("abcdefgh"), 3))
         value = wordvec.sentence_similarity(first, second, vectors, word_to_id)
-        assert value == pytest.approx(wordvec.sentence_similarity(second, first, vectors, word_to_id))
+        assert value == pytest.approx(
+            wordvec.sentence_similarity(second, first, vectors, word_to_id)
+        )
         assert -1 <= value <= 1
         assert wordvec.sentence_similarity(first, first, vectors, word_to_id) == pytest.approx(1.0)
     assert wordvec.sentence_similarity(["zz"], ["a"], vectors, word_to_id) == 0.0
@@ -354,8 +397,19 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("wordvec")
     lines = synthetic_topic_corpus(np.random.default_rng(0), lines=200)
     corpus, out = write_corpus(folder / "corpus.txt", lines), folder / "run"
-    argv = ["train", "--data", str(corpus), "--epochs", "2", "--batch-size", "512",
-            "--dimension", "16", "--out", str(out)]
+    argv = [
+        "train",
+        "--data",
+        str(corpus),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "512",
+        "--dimension",
+        "16",
+        "--out",
+        str(out),
+    ]
     fit, stderr, stdout = runfolder.fit, io.StringIO(), io.StringIO()
 
     def interrupted_fit(*args, callbacks=(), **kwargs):
@@ -365,19 +419,38 @@ def trained(tmp_path_factory):
         patch.setattr(wordvec.runfolder, "fit", interrupted_fit)
         with pytest.raises(SystemExit) as raised:
             runs.command_line(lambda: wordvec.main(argv))
-    interrupted = {"code": raised.value.code, "message": stderr.getvalue().strip(),
-                   "history": history_epochs(out / "history.csv"), "files": sorted(snapshot(out))}
+    interrupted = {
+        "code": raised.value.code,
+        "message": stderr.getvalue().strip(),
+        "history": history_epochs(out / "history.csv"),
+        "files": sorted(snapshot(out)),
+    }
     with contextlib.redirect_stdout(stdout):
         run = wordvec.main(argv)
-    return SimpleNamespace(argv=argv, run=run, out=out, corpus=corpus, interrupted=interrupted,
-                           resumed=stdout.getvalue())
+    return SimpleNamespace(
+        argv=argv,
+        run=run,
+        out=out,
+        corpus=corpus,
+        interrupted=interrupted,
+        resumed=stdout.getvalue(),
+    )
 
 
 def test_main_trains_exports_and_analyses_a_small_corpus(trained, capsys):
     out = trained.out
     assert trained.run == out
-    for name in ("vectors.txt", "vectors.npy", "vocab.tsv", "model.keras", "metrics.json", "history.csv",
-                 "cooccurrence.npz", "learning_curves.png", "run.json"):
+    for name in (
+        "vectors.txt",
+        "vectors.npy",
+        "vocab.tsv",
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "cooccurrence.npz",
+        "learning_curves.png",
+        "run.json",
+    ):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
@@ -386,21 +459,35 @@ def test_main_trains_exports_and_analyses_a_small_corpus(trained, capsys):
     assert metrics["min_count"] == wordvec.SMALL_MIN_COUNT
     vectors = wordvec.embedding_matrix(keras.saving.load_model(out / "model.keras"))
     np.testing.assert_array_equal(vectors, np.load(out / "vectors.npy"))
-    for command in (["norms", "--topn", "3"], ["analogy", "t0w1", "t1w2", "t0w2"], ["related", "的"],
-                    ["similar", "t0w1", "--context-words", "30"], ["keywords", "t0w1 的 t0w2"],
-                    ["sentsim", "t0w1 的", "t0w2 了"]):
+    for command in (
+        ["norms", "--topn", "3"],
+        ["analogy", "t0w1", "t1w2", "t0w2"],
+        ["related", "的"],
+        ["similar", "t0w1", "--context-words", "30"],
+        ["keywords", "t0w1 的 t0w2"],
+        ["sentsim", "t0w1 的", "t0w2 了"],
+    ):
         wordvec.main(command + ["--run", str(out)])
     assert "Spearman" in capsys.readouterr().out
     per_pass = metrics["per_pass"]
     assert set(per_pass) == {"loss", "rho", "rank_period", "rank_comma", "rank_de", "rank_he"}
-    assert len(per_pass["rho"]) == 2 and per_pass["rank_period"] == [None, None]  # 。 is not in this corpus
-    assert per_pass["rank_comma"][-1] == wordvec.norm_ranks(vectors, *wordvec.load_vocabulary(out))["rank_comma"]
+    assert len(per_pass["rho"]) == 2 and per_pass["rank_period"] == [
+        None,
+        None,
+    ]  # 。 is not in this corpus
+    assert (
+        per_pass["rank_comma"][-1]
+        == wordvec.norm_ranks(vectors, *wordvec.load_vocabulary(out))["rank_comma"]
+    )
 
 
 def review_csv(path, per_label=40, labels=(0, 1)):
     rng = np.random.default_rng(0)
-    rows = [f"{' '.join(f't{label}w{k}' for k in rng.integers(8, size=5))} 的,{label}"
-            for label in labels for _ in range(per_label)]
+    rows = [
+        f"{' '.join(f't{label}w{k}' for k in rng.integers(8, size=5))} 的,{label}"
+        for label in labels
+        for _ in range(per_label)
+    ]
     path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path
 
@@ -437,17 +524,29 @@ def test_finished_run_is_reported_and_not_trained_again(trained, capsys):
 
 def test_changed_settings_are_one_line_and_touch_nothing(trained, refuses):
     argv = [*trained.argv[:-2], "--window", "5", *trained.argv[-2:]]
-    refuses(lambda: wordvec.main(argv), match=r"other settings: --window 10 \(now 5\)",
-            untouched=trained.out)
+    refuses(
+        lambda: wordvec.main(argv),
+        match=r"other settings: --window 10 \(now 5\)",
+        untouched=trained.out,
+    )
 
 
-BAD_CORPORA = {"empty corpus": b"", "undecodable corpus": b"\xff\xfe\n\xff\n\xfe\n",
-               "corpus below the window": b"a b c\n", "one word a line": b"a\nb\n" * 10}
-BAD_REVIEWS = {"reviews without a label column": "text,score\n好,1\n",
-               "reviews with a label 2": "text,label\n好,1\n差,2\n",
-               "reviews of one label": "text,label\n好,1\n很好,1\n"}
-BAD_ANALOGIES = {"malformed analogy line": b": s\nt0w1 t0w2 t1w1\n",
-                 "empty analogy file": b"", "undecodable analogy file": b"\xff t0w1\n"}
+BAD_CORPORA = {
+    "empty corpus": b"",
+    "undecodable corpus": b"\xff\xfe\n\xff\n\xfe\n",
+    "corpus below the window": b"a b c\n",
+    "one word a line": b"a\nb\n" * 10,
+}
+BAD_REVIEWS = {
+    "reviews without a label column": "text,score\n好,1\n",
+    "reviews with a label 2": "text,label\n好,1\n差,2\n",
+    "reviews of one label": "text,label\n好,1\n很好,1\n",
+}
+BAD_ANALOGIES = {
+    "malformed analogy line": b": s\nt0w1 t0w2 t1w1\n",
+    "empty analogy file": b"",
+    "undecodable analogy file": b"\xff t0w1\n",
+}
 
 
 def damage(case, run):
@@ -468,8 +567,14 @@ def damage(case, run):
             (run / "run.json").unlink()
 
 
-DAMAGE = ("another script's run", "zero-byte vectors.npy", "vocabulary shorter than the vectors",
-          "vocab.tsv without counts", "unfinished run", "not a run folder")
+DAMAGE = (
+    "another script's run",
+    "zero-byte vectors.npy",
+    "vocabulary shorter than the vectors",
+    "vocab.tsv without counts",
+    "unfinished run",
+    "not a run folder",
+)
 
 
 def bad_input(case, tmp_path, trained):
@@ -488,11 +593,14 @@ def bad_input(case, tmp_path, trained):
         (tmp_path / "xls" / name).write_bytes(b"not a spreadsheet")
     sentiment = ["sentiment", "--run", str(run), "--data"]
     return {
-        "topn negative": [*norms, "--topn", "-3"], "topn zero": ["related", "的", "--topn", "0"],
+        "topn negative": [*norms, "--topn", "-3"],
+        "topn zero": ["related", "的", "--topn", "0"],
         "context words negative": ["similar", "的", "--context-words", "-1", "--run", str(run)],
         "word not in the vocabulary": ["related", "zzz", "--run", str(run)],
-        **{f"{flag} zero": [*train, f"--{flag}", "0"]
-           for flag in ("min-count", "window", "dimension", "memory", "epochs", "paragraphs")},
+        **{
+            f"{flag} zero": [*train, f"--{flag}", "0"]
+            for flag in ("min-count", "window", "dimension", "memory", "epochs", "paragraphs")
+        },
         "out under a file": [*train[:-1], str(corpus / "run")],
         "missing analogy file": [*evaluate, str(tmp_path / "no.txt")],
         **{case: [*evaluate, str(analogy)] for case in BAD_ANALOGIES},
@@ -510,40 +618,48 @@ def bad_input(case, tmp_path, trained):
     }[case]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("topn negative", "argument --topn: -3 is not a positive integer"),
-    ("topn zero", "argument --topn: 0 is not a positive integer"),
-    ("context words negative", "argument --context-words: -1 is not"),
-    ("word not in the vocabulary", "'zzz' is not in the vocabulary"),
-    *[(f"{flag} zero", f"argument --{flag}: 0 is not a positive integer")
-      for flag in ("min-count", "window", "dimension", "memory", "epochs", "paragraphs")],
-    ("out under a file", r"corpus.txt is a file, not a folder"),
-    ("missing analogy file", r"no.txt: not a readable UTF-8 file \(FileNotFoundError\)"),
-    ("malformed analogy line", r"analogy.txt:2: expected 4 words, got 3"),
-    ("empty analogy file", r"analogy.txt: holds no 'A B C D' lines"),
-    ("undecodable analogy file", r"analogy.txt: not a readable UTF-8 file \(UnicodeDecodeError\)"),
-    ("another script's run", "a run of cloze_lm, not of simpler_wordvec"),
-    ("zero-byte vectors.npy", r"vectors.npy: not a NumPy array"),
-    ("vocabulary shorter than the vectors", r"holds float32 \(\d+, 16\), not one row for each"),
-    ("vocab.tsv without counts", r"vocab.tsv: not word<TAB>count lines \(ValueError\)"),
-    ("unfinished run", "the run has no metrics.json yet"),
-    ("not a run folder", "not a run folder of simpler_wordvec"),
-    ("missing run", "no such file or folder"),
-    ("a text file as the run", "not a run folder"),
-    ("missing corpus", "no.txt: no such file or folder"),
-    ("empty corpus folder", "folder holds no files"),
-    ("empty corpus", r"holds 0 words, not more than --window 10"),
-    ("undecodable corpus", r"holds 0 words \(3 lines not UTF-8\)"),
-    ("corpus below the window", r"holds 3 words, not more than --window 10: too few"),
-    ("one word a line", "no two of the 2 words occur within --window 10"),
-    ("min-count above every count", r"0 word\(s\) occur --min-count 100000 times"),
-    ("reviews without a label column", "the first line must name the columns text and label"),
-    ("reviews with a label 2", r"1 rows without a label 0 or 1 \(rows \[3\]\)"),
-    ("reviews of one label", "needs texts of both labels"),
-    ("missing reviews", "no.csv: expected a text,label CSV or a folder with pos.xls"),
-    ("unreadable pos.xls", r"needs the xlrd package|pos.xls: cannot read it as .xls"),
-    ("sentiment on another script's run", "not a run folder of simpler_wordvec"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("topn negative", "argument --topn: -3 is not a positive integer"),
+        ("topn zero", "argument --topn: 0 is not a positive integer"),
+        ("context words negative", "argument --context-words: -1 is not"),
+        ("word not in the vocabulary", "'zzz' is not in the vocabulary"),
+        *[
+            (f"{flag} zero", f"argument --{flag}: 0 is not a positive integer")
+            for flag in ("min-count", "window", "dimension", "memory", "epochs", "paragraphs")
+        ],
+        ("out under a file", r"corpus.txt is a file, not a folder"),
+        ("missing analogy file", r"no.txt: not a readable UTF-8 file \(FileNotFoundError\)"),
+        ("malformed analogy line", r"analogy.txt:2: expected 4 words, got 3"),
+        ("empty analogy file", r"analogy.txt: holds no 'A B C D' lines"),
+        (
+            "undecodable analogy file",
+            r"analogy.txt: not a readable UTF-8 file \(UnicodeDecodeError\)",
+        ),
+        ("another script's run", "a run of cloze_lm, not of simpler_wordvec"),
+        ("zero-byte vectors.npy", r"vectors.npy: not a NumPy array"),
+        ("vocabulary shorter than the vectors", r"holds float32 \(\d+, 16\), not one row for each"),
+        ("vocab.tsv without counts", r"vocab.tsv: not word<TAB>count lines \(ValueError\)"),
+        ("unfinished run", "the run has no metrics.json yet"),
+        ("not a run folder", "not a run folder of simpler_wordvec"),
+        ("missing run", "no such file or folder"),
+        ("a text file as the run", "not a run folder"),
+        ("missing corpus", "no.txt: no such file or folder"),
+        ("empty corpus folder", "folder holds no files"),
+        ("empty corpus", r"holds 0 words, not more than --window 10"),
+        ("undecodable corpus", r"holds 0 words \(3 lines not UTF-8\)"),
+        ("corpus below the window", r"holds 3 words, not more than --window 10: too few"),
+        ("one word a line", "no two of the 2 words occur within --window 10"),
+        ("min-count above every count", r"0 word\(s\) occur --min-count 100000 times"),
+        ("reviews without a label column", "the first line must name the columns text and label"),
+        ("reviews with a label 2", r"1 rows without a label 0 or 1 \(rows \[3\]\)"),
+        ("reviews of one label", "needs texts of both labels"),
+        ("missing reviews", "no.csv: expected a text,label CSV or a folder with pos.xls"),
+        ("unreadable pos.xls", r"needs the xlrd package|pos.xls: cannot read it as .xls"),
+        ("sentiment on another script's run", "not a run folder of simpler_wordvec"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, refuses, case, message):
     argv = bad_input(case, tmp_path, trained)
     refuses(lambda: wordvec.main(argv), match=message, untouched=tmp_path)
@@ -554,9 +670,23 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, refuses, ca
 def test_default_recipe_trains_and_writes_on_a_tiny_corpus(tmp_path):
     """The article's model (128-d vectors and biases, window 5, default batch), one pass over a small corpus."""
     corpus = synthetic_topic_corpus(np.random.default_rng(1), lines=200)
-    (tmp_path / "corpus.txt").write_text("\n".join(" ".join(line) for line in corpus) + "\n", encoding="utf-8")
-    run = wordvec.main(["train", "--data", str(tmp_path / "corpus.txt"), "--epochs", "1", "--out",
-                        str(tmp_path / "run")])
+    (tmp_path / "corpus.txt").write_text(
+        "\n".join(" ".join(line) for line in corpus) + "\n", encoding="utf-8"
+    )
+    run = wordvec.main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "corpus.txt"),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    assert np.load(run / "vectors.npy").shape[1] == wordvec.DIMENSION == 128 and len(metrics["per_pass"]["loss"]) == 1
+    assert (
+        np.load(run / "vectors.npy").shape[1] == wordvec.DIMENSION == 128
+        and len(metrics["per_pass"]["loss"]) == 1
+    )
     keras.saving.load_model(run / "model.keras")
