@@ -1,11 +1,14 @@
-"""Training throughput of the four full recipes' models at their default input size and global batch.
+"""Training throughput of the four full recipes' models at their default input size and
+global batch.
 
-One compiled training step per batch on random data (the models, not the input pipelines), so the numbers are what
-a GPU run's step costs: images (or questions) per second over all devices and per device. Uses the scripts'
-`--devices` and `--mixed-precision` (common/devices.py), so the same command measures 1 or 8 GPUs.
+One compiled training step per batch on random data (the models, not the input pipelines), so the
+numbers are what a GPU run's step costs: images (or questions) per second over all devices and per
+device. Uses the scripts' `--devices` and `--mixed-precision` (common/devices.py), so the same
+command measures 1 or 8 GPUs.
 
-    python benchmarks/bench_recipes.py                                    # all four, this machine's devices, float32
-    KERAS_BACKEND=jax python benchmarks/bench_recipes.py --devices all --mixed-precision --batch-scale 8
+    python benchmarks/bench_recipes.py  # all four, this machine's devices, float32
+    KERAS_BACKEND=jax python benchmarks/bench_recipes.py \\
+        --devices all --mixed-precision --batch-scale 8
 """
 
 import argparse
@@ -26,7 +29,8 @@ from common import devices, runs  # noqa: E402
 
 
 def recipe(name, batch, rng, cloze_side):
-    """(model, x, y) for one global batch of the recipe `name`: the article's model, input size and loss."""
+    """(model, x, y) for one global batch of the recipe `name`: the article's model, input size and
+    loss."""
     if name == "fashion":
         model = fashion_mnist_mobilenet.build_model(fashion_mnist_mobilenet.IMAGE_SIZE)[0]
         return model, rng.random((batch, 56, 56), np.float32), rng.integers(0, 10, batch)
@@ -60,8 +64,9 @@ def recipe(name, batch, rng, cloze_side):
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Wall and CPU seconds (all cores, this process) of every training step; reading the loss waits for the step
-    to finish (asynchronous dispatch). CPU seconds do not depend on what else the machine runs."""
+    """Wall and CPU seconds (all cores, this process) of every training step; reading the loss waits
+    for the step to finish (asynchronous dispatch). CPU seconds do not depend on what else the
+    machine runs."""
 
     def __init__(self):
         super().__init__()
@@ -84,7 +89,7 @@ EPOCH = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "recipes", nargs="*", default=list(BATCHES), help="fashion captcha cloze dogs (default all)"
     )
@@ -110,7 +115,10 @@ def main(argv=None):
             runs.seed_everything(0)
             model, x, y = recipe(name, batch, np.random.default_rng(0), args.cloze_side)
             timer = StepTimer()  # fit, not train_on_batch: only fit splits the batch across devices
-            repeat = lambda part: np.concatenate([part] * (args.steps + 1))
+
+            def repeat(part):
+                return np.concatenate([part] * (args.steps + 1))
+
             model.fit(
                 keras.tree.map_structure(repeat, x),
                 keras.tree.map_structure(repeat, y),

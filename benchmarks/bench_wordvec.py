@@ -1,16 +1,17 @@
-"""Simpler GloVe against gensim skip-gram word2vec on one corpus, side by side in one run: speed ratio
-and the same quality tests for every set of vectors.
+"""Simpler GloVe against gensim skip-gram word2vec on one corpus, side by side in one run: speed
+ratio and the same quality tests for every set of vectors.
 
 Each method trains in its own child process (so its peak memory is its own) on the same corpus and
-vocabulary rule; ours is timed from the token lists to the vectors (vocabulary, counting, 30 passes),
-gensim's Word2Vec call likewise builds its vocabulary and trains. The parent then scores every set of
-vectors: Spearman ρ(‖v‖, −log frequency) (the article: > 0), the norm ranks of 。 ， 的 和, analogy
-accuracy (3CosAdd, inputs excluded) and the article's sentiment test (common/word_vectors.py).
+vocabulary rule; ours is timed from the token lists to the vectors (vocabulary, counting, 30
+passes), gensim's Word2Vec call likewise builds its vocabulary and trains. The parent then scores
+every set of vectors: Spearman ρ(‖v‖, −log frequency) (the article: > 0), the norm ranks of
+。 ， 的 和, analogy accuracy (3CosAdd, inputs excluded) and the article's sentiment test
+(common/word_vectors.py).
 
-    python benchmarks/bench_wordvec.py                           # People's Daily: ours vs word2vec
+    python benchmarks/bench_wordvec.py                         # People's Daily: ours vs word2vec
     python benchmarks/bench_wordvec.py --methods ours,ours-truncate,word2vec --batch-size 32768
-    python benchmarks/bench_wordvec.py --write-corpus all.txt    # People's Daily + CMRC 2019 + CFT +
-    python benchmarks/bench_wordvec.py --data all.txt            #   reviews, then the same table on it
+    python benchmarks/bench_wordvec.py --write-corpus all.txt  # People's Daily + CMRC 2019 + CFT
+    python benchmarks/bench_wordvec.py --data all.txt          #   + reviews, then the same table
     python benchmarks/bench_wordvec.py --score RUN [--score RUN]  # only score trained runs
 
 Without --analogy a small hand-written Chinese set (country–capital, province–capital, gender) is
@@ -38,16 +39,17 @@ from common import chinese_text, word_vectors  # noqa: E402
 from common.datasets import load_peoples_daily  # noqa: E402
 
 BUILT_IN_ANALOGIES = {
-    "capital-country": "中国 北京 日本 东京 美国 华盛顿 俄罗斯 莫斯科 英国 伦敦 法国 巴黎 德国 波恩 韩国 汉城 "
-    "泰国 曼谷 印度 新德里 埃及 开罗 意大利 罗马 朝鲜 平壤 越南 河内 加拿大 渥太华 巴基斯坦 "
-    "伊斯兰堡 伊朗 德黑兰 伊拉克 巴格达 古巴 哈瓦那 菲律宾 马尼拉 印度尼西亚 雅加达 马来西亚 "
-    "吉隆坡 澳大利亚 堪培拉 土耳其 安卡拉 西班牙 马德里 希腊 雅典 波兰 华沙 肯尼亚 内罗毕",
-    "province-capital": "广东 广州 浙江 杭州 江苏 南京 湖北 武汉 湖南 长沙 四川 成都 山东 济南 河南 郑州 "
-    "河北 石家庄 山西 太原 陕西 西安 辽宁 沈阳 吉林 长春 黑龙江 哈尔滨 福建 福州 江西 南昌 "
-    "安徽 合肥 云南 昆明 贵州 贵阳 甘肃 兰州 青海 西宁 广西 南宁 海南 海口 西藏 拉萨 "
-    "新疆 乌鲁木齐 内蒙古 呼和浩特",
-    "gender": "他 她 父亲 母亲 儿子 女儿 丈夫 妻子 哥哥 姐姐 弟弟 妹妹 男子 女子 男性 女性 男孩 女孩 男 女 "
-    "爷爷 奶奶",
+    "capital-country": "中国 北京 日本 东京 美国 华盛顿 俄罗斯 莫斯科 英国 伦敦 法国 巴黎 "
+    "德国 波恩 韩国 汉城 泰国 曼谷 印度 新德里 埃及 开罗 意大利 罗马 朝鲜 平壤 越南 河内 "
+    "加拿大 渥太华 巴基斯坦 伊斯兰堡 伊朗 德黑兰 伊拉克 巴格达 古巴 哈瓦那 菲律宾 马尼拉 "
+    "印度尼西亚 雅加达 马来西亚 吉隆坡 澳大利亚 堪培拉 土耳其 安卡拉 西班牙 马德里 希腊 雅典 "
+    "波兰 华沙 肯尼亚 内罗毕",
+    "province-capital": "广东 广州 浙江 杭州 江苏 南京 湖北 武汉 湖南 长沙 四川 成都 山东 "
+    "济南 河南 郑州 河北 石家庄 山西 太原 陕西 西安 辽宁 沈阳 吉林 长春 黑龙江 哈尔滨 福建 "
+    "福州 江西 南昌 安徽 合肥 云南 昆明 贵州 贵阳 甘肃 兰州 青海 西宁 广西 南宁 海南 海口 "
+    "西藏 拉萨 新疆 乌鲁木齐 内蒙古 呼和浩特",
+    "gender": "他 她 父亲 母亲 儿子 女儿 丈夫 妻子 哥哥 姐姐 弟弟 妹妹 男子 女子 男性 女性 "
+    "男孩 女孩 男 女 爷爷 奶奶",
 }
 
 
@@ -93,8 +95,8 @@ def child(method, args, folder):
     else:
         wordvec.runs.seed_everything(args.seed)
         started = time.perf_counter()
-        words, counts = wordvec.build_vocabulary(documents, args.min_count)
-        cooccurrence = wordvec.count_cooccurrences(documents, words)
+        words, counts = word_vectors.build_vocabulary(documents, args.min_count)
+        cooccurrence = word_vectors.count_cooccurrences(documents, words, wordvec.WINDOW)
         records = wordvec.training_records(cooccurrence, counts, method == "ours-truncate")
         timing["count"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -106,9 +108,8 @@ def child(method, args, folder):
         timing["per_pass"] = history
         timing["cpu_seconds"] = time.process_time() - cpu
         timing["weighted_mse"] = wordvec.weighted_error(vectors, *records)
-    np.save(folder / "vectors.npy", vectors)
-    vocabulary = "".join(f"{w}\t{n}\n" for w, n in zip(words, counts))
-    (folder / "vocab.tsv").write_text(vocabulary, encoding="utf-8")
+    word_vectors.save_vocabulary(folder, words, counts)
+    word_vectors.save_vectors(folder, words, vectors)
     timing.setdefault("cpu_seconds", time.process_time() - cpu)  # every thread's, of what was timed
     timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (folder / "timing.json").write_text(json.dumps(timing))
@@ -116,29 +117,29 @@ def child(method, args, folder):
 
 def score(folder, sections, reviews, seed):
     """ρ, norm ranks, analogy and sentiment of the vectors in `folder` (vocab.tsv + vectors.npy)."""
-    words, counts, vectors = wordvec.load_run(folder)
+    words, counts, vectors = word_vectors.load_run(folder)
     word_to_id = {w: k for k, w in enumerate(words)}
-    result = wordvec.norm_ranks(vectors, words, counts)
+    result = word_vectors.norm_ranks(vectors, words, counts, wordvec.TRACKED)
     result["analogy"] = word_vectors.evaluate_analogies(sections, vectors, word_to_id)["overall"]
-    result["smallest"] = wordvec.norm_report(words, counts, vectors, 12)[0]
+    result["smallest"] = word_vectors.norm_report(words, counts, vectors, 12)[0]
     tokens, labels = reviews
-    features = np.stack([wordvec.sentence_vector(t, vectors, word_to_id) for t in tokens])
+    features = np.stack([word_vectors.sentence_vector(t, vectors, word_to_id) for t in tokens])
     result.update(word_vectors.sentiment_accuracies(features.astype(np.float64), labels, seed))
     return result
 
 
 def table(results):
     print(
-        "| method | count s | train s | total s | CPU s | peak RSS MB | ρ(‖v‖, −log f) | ranks 。 ， 的 和 "
-        "| analogy | LR valid / test | MLP valid / test |"
+        "| method | count s | train s | total s | CPU s | peak RSS MB | ρ(‖v‖, −log f) "
+        "| ranks 。 ， 的 和 | analogy | LR valid / test | MLP valid / test |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for method, row in results.items():
-        total = row.get("count", 0) + row.get("train", np.nan)
+        count, train = row.get("count", 0), row.get("train", np.nan)
         ranks = " ".join(f"{row['rank_' + n]:.0f}" for n in wordvec.TRACKED)
         analogy = row["analogy"]
         print(
-            f"| {method} | {row.get('count', 0):.1f} | {row.get('train', np.nan):.1f} | {total:.1f} | "
+            f"| {method} | {count:.1f} | {train:.1f} | {count + train:.1f} | "
             f"{row.get('cpu_seconds', np.nan):.0f} | {row.get('peak_rss_mb', np.nan):.0f} | "
             f"{row['rho']:+.3f} | {ranks} | {analogy['correct']}/{analogy['asked']} = "
             f"{analogy['accuracy']:.3f} (OOV {analogy['oov']}) | {row['lr_valid']:.3f} / "
@@ -188,9 +189,8 @@ def main(argv=None):
             for words in chinese_text.all_chinese_documents(args.shared_data):
                 out.write(" ".join(words) + "\n")
                 lines += 1
-        print(
-            f"wrote {lines:,} documents to {args.write_corpus} in {time.perf_counter() - started:.0f} s"
-        )
+        seconds = time.perf_counter() - started
+        print(f"wrote {lines:,} documents to {args.write_corpus} in {seconds:.0f} s")
         return
     scratch = Path(tempfile.mkdtemp(prefix="bench_wordvec."))
     analogy_path = args.analogy or scratch / "analogies.txt"

@@ -1,9 +1,11 @@
-"""NumPy/Pillow image augmentation shared by the image scripts (Fashion-MNIST flips, the dog article's recipe).
+"""NumPy/Pillow image augmentation shared by the image scripts (Fashion-MNIST flips, the dog
+article's recipe).
 
-Batches are arrays (N, H, W) or (N, H, W, C); single images are (H, W) or (H, W, C). Every random function takes
-an explicit `numpy.random.Generator`, so runs are reproducible and tests deterministic. uint8 in gives uint8 out.
-Operations that are array indexing (flip, mask) are vectorised over the batch; resampling (resize, rotate,
-zoom) goes through Pillow's C code one image at a time, which is faster than a NumPy gather.
+Batches are arrays (N, H, W) or (N, H, W, C); single images are (H, W) or (H, W, C). Every random
+function takes an explicit `numpy.random.Generator`, so runs are reproducible and tests
+deterministic. uint8 in gives uint8 out. Operations that are array indexing (flip, mask) are
+vectorised over the batch; resampling (resize, rotate, zoom) goes through Pillow's C code one image
+at a time, which is faster than a NumPy gather.
 """
 
 import numpy as np
@@ -13,7 +15,8 @@ _RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Im
 
 
 def resize(images, size, method="bilinear"):
-    """Resize a batch (N, H, W[, C]) to `size` ((height, width), or an int for a square) with Pillow.
+    """Resize a batch (N, H, W[, C]) to `size` ((height, width), or an int for a square) with
+    Pillow.
 
     Pillow's bilinear resize of uint8 images is what the 2017 `scipy.misc.imresize` did.
     """
@@ -49,8 +52,8 @@ def center_crop(image):
 def rotate(images, degrees):
     """Rotate each image of a batch counter-clockwise by its own angle, as scipy.misc.imrotate did.
 
-    Pillow, nearest neighbour, zero fill, same size. (A vectorised NumPy gather was 3× slower than Pillow's
-    per-image affine transform at 299×299, see benchmarks/bench_augment.py.)
+    Pillow, nearest neighbour, zero fill, same size. (A vectorised NumPy gather was 3× slower than
+    Pillow's per-image affine transform at 299×299, see benchmarks/bench_augment.py.)
     """
     images = np.asarray(images)
     angles = np.broadcast_to(np.asarray(degrees, dtype=np.float64), (len(images),))
@@ -70,8 +73,9 @@ def random_rotate(images, rng, max_degrees=10.0):
 def zoom(image, ratio, size, rng, background=None):
     """Resize a square image to int(size·ratio) (nearest); crop or paste it back to size×size.
 
-    ratio ≥ 1 zooms in: a random size×size crop of the enlarged image. ratio < 1 zooms out: the shrunken image is
-    pasted at a random place onto `background` (another training image, resized to size), or onto zeros.
+    ratio ≥ 1 zooms in: a random size×size crop of the enlarged image. ratio < 1 zooms out: the
+    shrunken image is pasted at a random place onto `background` (another training image, resized to
+    size), or onto zeros.
     """
     scaled = int(size * ratio)
     resized = resize(image[None], scaled, method="nearest")[0]
@@ -117,10 +121,11 @@ COMBINE_MODES = ("vertical", "horizontal", "diagonal", "antidiagonal")
 
 
 def combine(x, y, mode, cut=None):
-    """Collage of two same-class images of one shape: a collage of one class is still that class (dog article).
+    """Collage of two same-class images of one shape: a collage of one class is still that class
+    (dog article).
 
-    "vertical": x left of column `cut`, y right of it; "horizontal": x above row `cut`; "diagonal" and
-    "antidiagonal": x on one side of a diagonal (np.tri masks), y on the other.
+    "vertical": x left of column `cut`, y right of it; "horizontal": x above row `cut`; "diagonal"
+    and "antidiagonal": x on one side of a diagonal (np.tri masks), y on the other.
     """
     if x.shape != y.shape:
         raise ValueError(f"combine needs images of one shape, got {x.shape} and {y.shape}")
@@ -140,7 +145,8 @@ def combine(x, y, mode, cut=None):
 
 
 def random_combine(x, y, rng):
-    """`combine` with one of the four modes (p = 0.25 each) and a cut point uniform in [¼, ¾) of the side."""
+    """`combine` with one of the four modes (p = 0.25 each) and a cut point uniform in [¼, ¾) of
+    the side."""
     mode = COMBINE_MODES[rng.integers(4)]
     side = x.shape[1] if mode == "vertical" else x.shape[0]
     cut = int(rng.integers(side // 4, max(side // 4 + 1, 3 * side // 4)))

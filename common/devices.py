@@ -1,15 +1,18 @@
-"""`--devices N|all` and `--mixed-precision`: data-parallel training on the engines Keras 3 has, and bfloat16 compute.
+"""`--devices N|all` and `--mixed-precision`: data-parallel training on the engines Keras 3 has,
+and bfloat16 compute.
 
     with devices.placement(args.devices, args.mixed_precision) as placement:
         ...  # build, compile, fit, predict: everything that touches the model
 
-JAX: `keras.distribution.DataParallel` over the devices (weights replicated, each batch split along its first axis);
-on several hosts set KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES and _PROCESS_ID on each and
-`keras.distribution.initialize()` is called here. TensorFlow: `tf.distribute.MirroredStrategy`. torch: refused (Keras
-3 has no data-parallel engine for it). `--batch-size` stays the global batch, so it must divide by the device count;
-a last partial batch that does not is trimmed (training feeds: `usable`) or padded (evaluation: `predict`, `pad`),
-because JAX cannot shard it and MirroredStrategy would weight its uneven halves wrongly (measured: 3e-3 off in the
-weights after one 15-row epoch). Under `mixed_bfloat16` the scripts keep their softmax/loss layers float32.
+JAX: `keras.distribution.DataParallel` over the devices (weights replicated, each batch split along
+its first axis); on several hosts set KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES and
+_PROCESS_ID on each and `keras.distribution.initialize()` is called here. TensorFlow:
+`tf.distribute.MirroredStrategy`. torch: refused (Keras 3 has no data-parallel engine for it).
+`--batch-size` stays the global batch, so it must divide by the device count; a last partial batch
+that does not is trimmed (training feeds: `usable`) or padded (evaluation: `predict`, `pad`),
+because JAX cannot shard it and MirroredStrategy would weight its uneven halves wrongly (measured:
+3e-3 off in the weights after one 15-row epoch). Under `mixed_bfloat16` the scripts keep their
+softmax/loss layers float32.
 """
 
 import argparse
@@ -54,7 +57,8 @@ def add_arguments(parser):
 
 
 class Placement:
-    """Where the model runs: `count` devices (replicas), the engine's name, whether the policy is mixed."""
+    """Where the model runs: `count` devices (replicas), the engine's name, whether the policy is
+    mixed."""
 
     def __init__(self, count=1, engine="single device", mixed_precision=False, processes=(0, 1)):
         self.count, self.engine, self.mixed_precision = count, engine, mixed_precision
@@ -68,11 +72,13 @@ class Placement:
             )
 
     def usable(self, rows):
-        """The most rows ≤ `rows` that split evenly (a training feed drops the rest of its last batch)."""
+        """The most rows ≤ `rows` that split evenly (a training feed drops the rest of its last
+        batch)."""
         return rows - rows % self.count
 
     def pad(self, array):
-        """`array` with its last row repeated up to a multiple of the device count (slice the outputs back)."""
+        """`array` with its last row repeated up to a multiple of the device count (slice the
+        outputs back)."""
         missing = -len(array) % self.count
         return (
             array
@@ -81,8 +87,9 @@ class Placement:
         )
 
     def predict(self, model, inputs, on_batch=False, **kwargs):
-        """model.predict (or predict_on_batch) on NumPy inputs (an array, or a list or tuple of them) of any length:
-        rows are padded to split evenly and the padding's outputs sliced off."""
+        """model.predict (or predict_on_batch) on NumPy inputs (an array, or a list or tuple of
+        them) of any length: rows are padded to split evenly and the padding's outputs sliced
+        off."""
         import keras
 
         rows = len(keras.tree.flatten(inputs)[0])
@@ -104,17 +111,20 @@ class Placement:
 
 
 def _devices(backend):
-    """The devices data parallelism would use: GPUs (or TPUs) where there are any, else the CPUs."""
+    """The devices data parallelism would use: GPUs (or TPUs) where there are any, else the
+    CPUs."""
     import keras
 
     if backend == "jax" and int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
-        keras.distribution.initialize()  # several hosts: reads KERAS_DISTRIBUTION_* (see docs/scaling.md)
+        # several hosts: reads KERAS_DISTRIBUTION_* (see docs/scaling.md)
+        keras.distribution.initialize()
     return keras.distribution.list_devices()
 
 
 @contextlib.contextmanager
 def placement(devices=1, mixed_precision=False):
-    """Set up `devices` (an int or 'all') and the dtype policy; yields a Placement, restores both on exit."""
+    """Set up `devices` (an int or 'all') and the dtype policy; yields a Placement, restores both
+    on exit."""
     import keras
 
     backend = keras.backend.backend()
@@ -158,8 +168,9 @@ def placement(devices=1, mixed_precision=False):
 
 
 def no_grad():
-    """A forward pass that records no autograd graph: torch keeps one for any call outside `torch.no_grad()` (508 MB
-    an image through Xception at 299² with training=True); TensorFlow and JAX record none outside a tape or grad."""
+    """A forward pass that records no autograd graph: torch keeps one for any call outside
+    `torch.no_grad()` (508 MB an image through Xception at 299² with training=True); TensorFlow and
+    JAX record none outside a tape or grad."""
     import keras
 
     if keras.backend.backend() == "torch":

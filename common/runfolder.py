@@ -1,13 +1,14 @@
 """The run-folder contract every script follows, so that rerunning a command is always safe.
 
-- `open_run(script, out, settings)`: a run folder records the settings that define it (run.json). The same
-  command again resumes an interrupted run, or, when metrics.json exists, reports the finished run and trains
-  nothing; different settings get one line naming them, and nothing is touched.
-- `fit(...)`: Keras `fit` that resumes at the last finished epoch, keeps the best epoch over every epoch
-  (across resumes), writes history.csv with no repeated epoch, and stops on `patience`. One state file is the
-  commit point of each epoch, so a kill at any moment leaves a consistent folder.
-- `find_run(script, path)`: for readers (predict, explain, analyses): a run folder, or a file in one, made by
-  this script; anything else is one line.
+- `open_run(script, out, settings)`: a run folder records the settings that define it (run.json).
+  The same command again resumes an interrupted run, or, when metrics.json exists, reports the
+  finished run and trains nothing; different settings get one line naming them, and nothing is
+  touched.
+- `fit(...)`: Keras `fit` that resumes at the last finished epoch, keeps the best epoch over every
+  epoch (across resumes), writes history.csv with no repeated epoch, and stops on `patience`. One
+  state file is the commit point of each epoch, so a kill at any moment leaves a consistent folder.
+- `find_run(script, path)`: for readers (predict, explain, analyses): a run folder, or a file in
+  one, made by this script; anything else is one line.
 """
 
 import csv
@@ -33,7 +34,8 @@ RUNTIME_FLAGS = {
 
 
 def settings_of(args, runtime=()):
-    """The flags that define a run as plain JSON values (paths and tuples become strings and lists)."""
+    """The flags that define a run as plain JSON values (paths and tuples become strings and
+    lists)."""
     skip = RUNTIME_FLAGS | set(runtime)
     values = {
         name: value
@@ -54,7 +56,8 @@ class RunFolder:
         return self.state == "finished"
 
     def begin(self):
-        """Create the folder and record what defines the run; call it once the inputs have been checked."""
+        """Create the folder and record what defines the run; call it once the inputs have been
+        checked."""
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / MANIFEST).is_file():
             runs.write_json(
@@ -70,13 +73,14 @@ class RunFolder:
     def report_finished(self):
         """What a rerun of a finished run prints; returns its metrics."""
         print(
-            f"{self.path} holds a finished run of {self.script}: results in {self.path / 'metrics.json'} "
-            "(pass a new --out to train again)"
+            f"{self.path} holds a finished run of {self.script}: "
+            f"results in {self.path / 'metrics.json'} (pass a new --out to train again)"
         )
         return read_json(self.path / "metrics.json")
 
     def finish(self, metrics):
-        """Write metrics.json, marked with the script, as the run's last file; drop the resume state."""
+        """Write metrics.json, marked with the script, as the run's last file; drop the resume
+        state."""
         runs.write_json(self.path / "metrics.json", {"script": self.script, **metrics})
         for backup in self.path.glob("backup*"):
             shutil.rmtree(backup, ignore_errors=True)
@@ -103,7 +107,8 @@ def check_folder(path, flag="--out"):
 
 
 def open_run(script, out, settings):
-    """The run folder for `--out` (default runs/<script>/<timestamp>), checked against what it already holds."""
+    """The run folder for `--out` (default runs/<script>/<timestamp>), checked against what it
+    already holds."""
     path = Path(out) if out else Path("runs") / script / time.strftime("%Y%m%d-%H%M%S")
     check_folder(path)
     manifest = path / MANIFEST
@@ -141,7 +146,8 @@ def open_run(script, out, settings):
 
 
 def find_run(script, path, flag="--model", need=("model.keras",)):
-    """The run folder of `path` (the folder or a file in it) if `script` made it and it holds `need`."""
+    """The run folder of `path` (the folder or a file in it) if `script` made it and it holds
+    `need`."""
     path = Path(path)
     if not path.exists():
         raise SystemExit(f"error: {flag} {path}: no such file or folder")
@@ -164,7 +170,39 @@ def find_run(script, path, flag="--model", need=("model.keras",)):
     return folder
 
 
-# ------------------------------------------------------------------------------------------ resumable fit
+# ------------------------------------------------------------------------------ resumable fit
+def load_run_model(script, path, flag="--model", need=("model.keras",), **options):
+    """(run folder, its recorded settings, its model.keras loaded) for `predict`-like readers; one
+    line if any of them is not there or the model does not load."""
+    import zipfile
+
+    import keras
+
+    folder = find_run(script, path, flag, need)
+    manifest = folder / MANIFEST
+    settings = read_json(manifest).get("settings", {}) if manifest.is_file() else {}
+    try:
+        model = keras.saving.load_model(folder / "model.keras", **options)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        raise SystemExit(
+            f"error: {flag} {path}: cannot load {folder / 'model.keras'} ({reason})"
+        ) from None
+    return folder, settings, model
+
+
+def run_job(script, args, job, runtime=()):
+    """The frame of a training job: the run folder for --out (a finished run is reported and its
+    metrics returned; other settings are refused), then `job(args, run, placement)` on --devices."""
+    from common import devices
+
+    run = open_run(script, args.out, settings_of(args, runtime))
+    if run.finished:
+        return run.report_finished()
+    with devices.placement(args.devices, args.mixed_precision) as placement:
+        return job(args, run, placement)
+
+
 def _load_weights(model, path):
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # the file holds the optimizer state too
@@ -180,8 +218,8 @@ def _build_callback_class():
     import keras
 
     class ResumableTraining(keras.callbacks.Callback):
-        """Epoch-level resume. At each epoch's end: the weights, then state.json (the commit point: epoch,
-        history rows, best epoch, patience), then history.csv rendered from it."""
+        """Epoch-level resume. At each epoch's end: the weights, then state.json (the commit point:
+        epoch, history rows, best epoch, patience), then history.csv rendered from it."""
 
         def __init__(self, folder, monitor=None, mode="max", patience=None, name=""):
             super().__init__()
@@ -251,7 +289,8 @@ def _build_callback_class():
             self.write_history()
             if stopped:
                 print(
-                    f"no better {self.monitor} for {self.patience} epochs: stopping after epoch {epoch + 1}"
+                    f"no better {self.monitor} for {self.patience} epochs: "
+                    f"stopping after epoch {epoch + 1}"
                 )
                 self.model.stop_training = True
 
@@ -302,8 +341,8 @@ def fit(
 ):
     """`model.fit` that resumes from `folder`, then loads the best epoch's weights.
 
-    Returns (history {column: [value per epoch, over every run]}, the tracker: `.state["best"]` says which
-    epoch was kept). `name` separates several fits in one folder (stages, experiments).
+    Returns (history {column: [value per epoch, over every run]}, the tracker: `.state["best"]` says
+    which epoch was kept). `name` separates several fits in one folder (stages, experiments).
     """
     tracker = _build_callback_class()(folder, monitor, mode, patience, name)
     if tracker.state["epoch"] < epochs and not tracker.done:
@@ -321,3 +360,77 @@ def fit(
         )
     tracker.load_best(model)
     return tracker.history(), tracker
+
+
+# --------------------------------------------------------- model selection every N batches
+def _build_evaluator_class():
+    import keras
+
+    class Evaluator(keras.callbacks.Callback):
+        """Model selection every `every` training batches (0: epoch ends only) and at each epoch
+        end, beside `fit(..., monitor=None)`: `score(model)` is a number, higher is better. A better
+        model goes to backup/selected-K.keras, then selection.json (the commit point) names it and
+        logs every evaluation with the examples seen (batches × `batch_size`, at most `per_epoch` an
+        epoch) under the key `seen`. The best carries across a resume, so a resumed run never
+        replaces it by a worse one; the evaluations of an epoch trained again are marked
+        "interrupted"."""
+
+        def __init__(self, score, folder, every=0, batch_size=1, per_epoch=0, seen="examples"):
+            super().__init__()
+            self.score, self.every, self.seen = score, every, seen
+            self.batch_size, self.per_epoch = batch_size, per_epoch
+            self.folder, self.path = Path(folder), Path(folder) / "selection.json"
+            fresh = {"best": None, "log": []}
+            self.state = read_json(self.path) if self.path.is_file() else fresh
+            self.batches, self.resumed = 0, False
+
+        def evaluate(self, epoch, where):
+            score, best = float(self.score(self.model)), self.state["best"]
+            seen = min(self.batches * self.batch_size, (epoch + 1) * self.per_epoch)
+            entry = {"epoch": epoch + 1, "at": where, self.seen: seen, "selection_accuracy": score}
+            if improved := best is None or score > best["selection_accuracy"]:
+                best = {**entry, "file": f"selected-{len(self.state['log']) + 1}.keras"}
+                runs.save_model(self.model, self.folder / "backup" / best["file"])
+            self.state = {"best": best, "log": [*self.state["log"], entry]}
+            runs.write_json(self.path, self.state)
+            for stale in (self.folder / "backup").glob("selected-*.keras"):
+                if stale.name != best["file"]:
+                    stale.unlink()
+            saved = " (best, saved)" if improved else ""
+            print(
+                f"\nselection accuracy {score:.2f} after epoch {epoch + 1} {where}{saved}",
+                flush=True,
+            )
+            return score
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+            if self.every and self.batches % self.every == 0 and batch + 1 < self.params["steps"]:
+                self.evaluate(self.current_epoch, f"batch {batch + 1}")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            # counted from the epoch's start, as if the run had not stopped
+            self.current_epoch, self.batches = epoch, epoch * self.params["steps"]
+            if not self.resumed:  # evaluations of an epoch that was interrupted, then trained again
+                self.resumed = True
+                for entry in self.state["log"]:
+                    entry.update({"interrupted": True} if entry["epoch"] > epoch else {})
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_selection_accuracy"] = self.evaluate(epoch, "end")
+
+        def best_model(self, path):
+            """Copy the best model to `path` and load it."""
+            with runs.atomic_path(path) as temporary:
+                shutil.copyfile(self.folder / "backup" / self.state["best"]["file"], temporary)
+            return keras.saving.load_model(path)
+
+    return Evaluator
+
+
+def __getattr__(name):
+    """`runfolder.Evaluator`, built on first use, so that importing this module imports no Keras."""
+    if name != "Evaluator":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()["Evaluator"] = _build_evaluator_class()
+    return globals()["Evaluator"]

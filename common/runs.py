@@ -1,4 +1,5 @@
-"""What every script repeats: CLI flags, seeding, the output folder, atomic writes, `--weights`, plots."""
+"""What every script repeats: CLI flags, seeding, the output folder, atomic writes, `--weights`,
+plots."""
 
 import argparse
 import contextlib
@@ -41,21 +42,24 @@ non_negative_float = _number(float, 0, what="a number ≥ 0")
 probability = _number(float, 0, 1, what="a number in [0, 1]")
 
 
-def add_standard_arguments(parser, *, epochs, batch_size, seed=2017, weights=None, data_help=None):
-    """The flags every script shares, with the same names everywhere. `weights=None` leaves out --weights."""
+def add_standard_arguments(
+    parser, *, epochs, batch_size, seed=2017, weights=None, data_help=None, batch_help=None
+):
+    """The flags every script shares, with the same names everywhere. `weights=None` leaves out
+    --weights."""
     parser.add_argument(
         "--data", default=None, help=data_help or "where the data lives (see README)"
     )
     parser.add_argument(
-        "--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})"
+        "--epochs", type=positive_int, default=epochs, help="training epochs (default %(default)s)"
     )
     parser.add_argument(
         "--batch-size",
         type=positive_int,
         default=batch_size,
-        help=f"batch size (default {batch_size})",
+        help=batch_help or "batch size (default %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=seed, help=f"random seed (default {seed})")
+    parser.add_argument("--seed", type=int, default=seed, help="random seed (default %(default)s)")
     parser.add_argument(
         "--out",
         default=None,
@@ -76,10 +80,11 @@ def add_standard_arguments(parser, *, epochs, batch_size, seed=2017, weights=Non
 
 
 def parse_command(argv, main, verbs=None, quick=None):
-    """One command grammar for every script: `SCRIPT [flags]` runs the main job (parser `main`; `train` may
-    name it), `SCRIPT VERB [flags]` another job (`verbs`: {name: parser}). With `--quick`, `quick` ({flag
-    dest: value}, or a function of the command giving one) replaces the defaults only, so a flag given
-    explicitly always wins. Returns the namespace with `command` set ("train" for the main job)."""
+    """One command grammar for every script: `SCRIPT [flags]` runs the main job (parser `main`;
+    `train` may name it), `SCRIPT VERB [flags]` another job (`verbs`: {name: parser}). With
+    `--quick`, `quick` ({flag dest: value}, or a function of the command giving one) replaces the
+    defaults only, so a flag given explicitly always wins. Returns the namespace with `command` set
+    ("train" for the main job)."""
     argv, verbs = list(sys.argv[1:] if argv is None else argv), dict(verbs or {})
     command = argv.pop(0) if argv and (argv[0] in verbs or argv[0] == "train") else "train"
     parser = verbs.get(command, main)
@@ -90,7 +95,7 @@ def parse_command(argv, main, verbs=None, quick=None):
             + f". See {main.prog} VERB --help."
         )
     defaults = quick(command) if callable(quick) else quick
-    if defaults and parser.parse_known_args(argv)[0].quick:
+    if defaults and getattr(parser.parse_known_args(argv)[0], "quick", False):
         dests = {action.dest for action in parser._actions}
         parser.set_defaults(**{name: value for name, value in defaults.items() if name in dests})
     args = parser.parse_args(argv)
@@ -99,7 +104,8 @@ def parse_command(argv, main, verbs=None, quick=None):
 
 
 def command_line(main):
-    """Run `main()` as a command: Ctrl-C is one line and exit status 130, and the run folder stays resumable."""
+    """Run `main()` as a command: Ctrl-C is one line and exit status 130, and the run folder stays
+    resumable."""
     try:
         main()
     except KeyboardInterrupt:
@@ -108,7 +114,8 @@ def command_line(main):
 
 
 def seed_everything(seed):
-    """Seed Python, NumPy and the Keras backend; return a NumPy Generator for data-side randomness."""
+    """Seed Python, NumPy and the Keras backend; return a NumPy Generator for data-side
+    randomness."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -116,7 +123,8 @@ def seed_everything(seed):
 
 
 def run_directory(script_name, out=None):
-    """The run's output folder: `out` if given (reused for resuming), else runs/<script>/<timestamp>."""
+    """The run's output folder: `out` if given (reused for resuming), else
+    runs/<script>/<timestamp>."""
     path = Path(out) if out else Path("runs") / script_name / time.strftime("%Y%m%d-%H%M%S")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -137,7 +145,8 @@ def atomic_path(path):
     os.close(handle)
     try:
         yield Path(temporary)
-        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual permissions
+        # mkstemp makes the file private (0600); give it the usual permissions
+        umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
@@ -195,11 +204,14 @@ def fit_verbosity():
 
 
 def load_backbone(builder, weights, expected=None, **kwargs):
-    """Build a keras.applications model with `--weights auto|imagenet|none|PATH`; return (model, weights_used).
+    """Build a keras.applications model with `--weights auto|imagenet|none|PATH`; return (model,
+    weights_used).
 
-    auto: ImageNet weights from the Keras cache or a download, else random init with a one-line warning.
+    auto: ImageNet weights from the Keras cache or a download, else random init with a one-line
+    warning.
     imagenet: the same, but failing to get them is an error naming --weights none.
-    PATH: a local file; one that does not fit the model exits with one line (`expected` says what fits).
+    PATH: a local file; one that does not fit the model exits with one line (`expected` says what
+    fits).
     """
     if weights in (None, "none"):
         return builder(weights=None, **kwargs), "none"
@@ -208,7 +220,9 @@ def load_backbone(builder, weights, expected=None, **kwargs):
             raise SystemExit(
                 f"error: --weights {weights}: no such file (use auto, imagenet, none or a path)"
             )
-        try:  # a wrong file (another width, not HDF5, truncated, another model's) is one line, not a traceback
+        # a wrong file (another width, not HDF5, truncated, another model's) is one line, not a
+        # traceback
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return builder(weights=str(weights), **kwargs), str(weights)
@@ -228,14 +242,16 @@ def load_backbone(builder, weights, expected=None, **kwargs):
                 "pass --weights none to train from scratch, or --weights PATH to a local file"
             ) from None
         print(
-            f"warning: ImageNet weights for {builder.__name__} unavailable ({reason}); training from random init",
+            f"warning: ImageNet weights for {builder.__name__} unavailable ({reason}); "
+            "training from random init",
             file=sys.stderr,
         )
         return builder(weights=None, **kwargs), "none"
 
 
 def read_history(path):
-    """A CSVLogger history.csv as {column: [values]}, one row per epoch (a row repeated by a resume keeps its last copy)."""
+    """A CSVLogger history.csv as {column: [values]}, one row per epoch (a row repeated by a resume
+    keeps its last copy)."""
     if not Path(path).is_file():
         return {}
     with open(path, newline="") as handle:
@@ -244,16 +260,38 @@ def read_history(path):
     return {name: [float(rows[epoch][name]) for epoch in sorted(rows)] for name in columns}
 
 
-def plot_history(history, path, title=""):
-    """Save learning curves (every metric with its val_ counterpart) as a PNG."""
+def save_model(model, path):
+    """`model.save` to `path` atomically: no half-written .keras file after a crash."""
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def figure_row(columns, width=4.0, height=3.2):
+    """(pyplot, figure, axes): `columns` subplots side by side, drawn with Agg (no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure, axes = plt.subplots(1, columns, figsize=(width * columns, height), squeeze=False)
+    return plt, figure, axes[0]
+
+
+def save_figure(figure, path, dpi=100):
+    """tight_layout, an atomic PNG at `path`, the figure closed."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi)
+    plt.close(figure)
+
+
+def plot_history(history, path, title=""):
+    """Save learning curves (every metric with its val_ counterpart) as a PNG."""
     names = [name for name in history if not name.startswith("val_")]
-    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
-    for axis, name in zip(axes[0], names):
+    _, figure, axes = figure_row(len(names))
+    for axis, name in zip(axes, names):
         epochs = np.arange(1, len(history[name]) + 1)
         axis.plot(epochs, history[name], label="train")
         if f"val_{name}" in history:
@@ -262,7 +300,4 @@ def plot_history(history, path, title=""):
         axis.set_title(name)
         axis.legend()
     figure.suptitle(title)
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -1,10 +1,12 @@
-"""Train / validation / test splitting, after "训练集、验证集和测试集的意义" (kexue.fm/archives/4638).
+"""Train / validation / test splitting, after "训练集、验证集和测试集的意义"
+(kexue.fm/archives/4638).
 
-The three parts are disjoint and together cover every item; 8:1:1 is the usual ratio. The validation part
-picks epochs and hyper-parameters; the test part is looked at once, at the end (`SealedTestSet`).
+The three parts are disjoint and together cover every item; 8:1:1 is the usual ratio. The
+validation part picks epochs and hyper-parameters; the test part is looked at once, at the end
+(`SealedTestSet`).
 
-Every function takes a seed and returns index arrays (sorted within each part), so the same seed gives the same
-split and callers index their own arrays with them.
+Every function takes a seed and returns index arrays (sorted within each part), so the same seed
+gives the same split and callers index their own arrays with them.
 """
 
 import numpy as np
@@ -24,7 +26,8 @@ def _check_ratios(ratios):
 
 
 def part_sizes(n, ratios=DEFAULT_RATIOS):
-    """Sizes of the parts of n items: largest-remainder rounding, so each is within one item of n·ratio.
+    """Sizes of the parts of n items: largest-remainder rounding, so each is within one item of
+    n·ratio.
 
     Ties in the remainders go to the earlier part (train before validation before test).
     """
@@ -65,9 +68,9 @@ def random_split(n_or_labels, ratios=DEFAULT_RATIOS, seed=0):
 def stratified_split(labels, ratios=DEFAULT_RATIOS, seed=0):
     """Split so that every class keeps its proportion in each part, within one item per class.
 
-    Each class is split on its own with `part_sizes`. A class too small to reach every part fills the parts
-    with the largest shares first (with 8:1:1, a class of one or two items goes wholly to train); this is
-    deterministic and never raises.
+    Each class is split on its own with `part_sizes`. A class too small to reach every part fills
+    the parts with the largest shares first (with 8:1:1, a class of one or two items goes wholly to
+    train); this is deterministic and never raises.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -86,10 +89,12 @@ def stratified_split(labels, ratios=DEFAULT_RATIOS, seed=0):
 
 
 def grouped_split(groups, ratios=DEFAULT_RATIOS, seed=0):
-    """Split items so that all items sharing a group key (a document, a source image) land in one part.
+    """Split items so that all items sharing a group key (a document, a source image) land in one
+    part.
 
-    Groups are shuffled and dealt out in order; a group goes to the part whose share of the running item count
-    its middle falls in, so part sizes follow the ratios as closely as whole groups allow.
+    Groups are shuffled and dealt out in order; a group goes to the part whose share of the running
+    item count its middle falls in, so part sizes follow the ratios as closely as whole groups
+    allow.
     """
     groups = np.asarray(groups)
     if groups.ndim != 1:
@@ -98,7 +103,8 @@ def grouped_split(groups, ratios=DEFAULT_RATIOS, seed=0):
     unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     if len(unique) < np.count_nonzero(fractions > 0):
         raise ValueError(
-            f"cannot split {len(unique)} groups into {np.count_nonzero(fractions > 0)} non-empty parts"
+            f"cannot split {len(unique)} groups into "
+            f"{np.count_nonzero(fractions > 0)} non-empty parts"
         )
     order = np.random.default_rng(seed).permutation(len(unique))
     middles = (np.cumsum(counts[order]) - counts[order] / 2) / len(groups)
@@ -111,8 +117,8 @@ def grouped_split(groups, ratios=DEFAULT_RATIOS, seed=0):
 def holdout_per_class(labels, fraction=0.1, seed=0):
     """Hold out `fraction` of every class (the dog article's per-class 10% validation).
 
-    Each class of n items keeps int(n·(1−fraction)) items for training, at least one, as the article's
-    `train_frac=0.9` did. Returns (train_indices, holdout_indices).
+    Each class of n items keeps int(n·(1−fraction)) items for training, at least one, as the
+    article's `train_frac=0.9` did. Returns (train_indices, holdout_indices).
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
@@ -145,8 +151,8 @@ class SealedTestSet:
     def take(self, allow_again=False):
         if self.uses and not allow_again:
             raise RuntimeError(
-                "the test set was already used once; choose models on validation and look at test only at the end "
-                "(pass allow_again=True to override knowingly)"
+                "the test set was already used once; choose models on validation and look at test "
+                "only at the end (pass allow_again=True to override knowingly)"
             )
         self.uses += 1
         return self._indices

@@ -56,3 +56,21 @@ def refuses(capsys):
         return message
 
     return check
+
+
+@pytest.fixture(scope="session")
+def interrupt_at():
+    """interrupt_at(epoch): a Keras callback that presses Ctrl-C (raises KeyboardInterrupt) at the
+    start of epoch `epoch` (0-based), to check that a run resumes after it."""
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def __init__(self, epoch):
+            super().__init__()
+            self.epoch = epoch
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == self.epoch:
+                raise KeyboardInterrupt
+
+    return Interrupt

@@ -139,27 +139,15 @@ def tiny_problem():
     return model, x, y
 
 
-class StopAt:
-    """A Ctrl-C at the start of an epoch."""
-
-    def __new__(cls, epoch):
-        import keras
-
-        class Stop(keras.callbacks.Callback):
-            def on_epoch_begin(self, index, logs=None):
-                if index == epoch:
-                    raise KeyboardInterrupt
-
-        return Stop()
-
-
 def history_epochs(path):
     with open(path, newline="") as handle:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
 @pytest.mark.backend
-def test_interrupted_fit_resumes_without_repeating_an_epoch_and_keeps_the_best(tmp_path):
+def test_interrupted_fit_resumes_without_repeating_an_epoch_and_keeps_the_best(
+    tmp_path, interrupt_at
+):
     model, x, y = tiny_problem()
     options = dict(
         folder=tmp_path,
@@ -171,7 +159,7 @@ def test_interrupted_fit_resumes_without_repeating_an_epoch_and_keeps_the_best(t
         shuffle=False,
     )
     with pytest.raises(KeyboardInterrupt):
-        runfolder.fit(model, x, y, callbacks=[StopAt(3)], **options)
+        runfolder.fit(model, x, y, callbacks=[interrupt_at(3)], **options)
     assert history_epochs(tmp_path / "history.csv") == [0, 1, 2]
     model, x, y = tiny_problem()  # a fresh process: new model, same folder
     history, tracker = runfolder.fit(model, x, y, **options)
@@ -224,3 +212,44 @@ def test_the_refuses_fixture_checks_one_line_and_an_untouched_folder(tmp_path, r
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=runs.positive_int)
     assert "not a positive integer" in refuses(lambda: parser.parse_args(["--epochs", "0"]))
+
+
+def test_load_run_model_gives_folder_settings_and_model_or_one_line(tmp_path, refuses):
+    import keras
+
+    run = runfolder.open_run("script", tmp_path / "run", {"units": 2})
+    run.begin()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.save(run.path / "model.keras")
+    run.finish({"accuracy": 1.0})
+    folder, settings, loaded = runfolder.load_run_model("script", run.path / "model.keras")
+    assert folder == run.path and settings == {"units": 2}
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+    (run.path / "model.keras").write_bytes(b"not a zip")
+    refuses(
+        lambda: runfolder.load_run_model("script", run.path),
+        match="cannot load",
+        untouched=tmp_path,
+    )
+    refuses(
+        lambda: runfolder.load_run_model("other", run.path),
+        match="a run of script, not of other",
+        untouched=tmp_path,
+    )
+
+
+def test_run_job_reports_a_finished_run_without_running_the_job(tmp_path):
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(out=str(tmp_path / "run"), epochs=2, devices=1, mixed_precision=False)
+    calls = []
+
+    def job(args, run, placement):
+        calls.append(run.state)
+        run.begin()
+        run.finish({"epochs": args.epochs})
+        return "trained"
+
+    assert runfolder.run_job("script", args, job) == "trained"
+    assert runfolder.run_job("script", args, job)["epochs"] == 2  # the finished run's metrics
+    assert calls == ["new"]

@@ -133,3 +133,21 @@ def test_quick_defaults_may_depend_on_the_command_and_help_lists_the_verbs():
     )
     assert args.model == "m"
     assert "predict: label images" in main.format_help()
+
+
+def test_quick_defaults_skip_a_verb_without_quick():
+    main, verbs = grammar()
+    verbs["export"] = argparse.ArgumentParser(prog="script.py export", description="export")
+    assert runs.parse_command(["export"], main, verbs, quick={"epochs": 2}).command == "export"
+
+
+def test_save_model_and_plot_history_write_whole_files_only(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    runs.save_model(model, tmp_path / "model.keras")
+    runs.plot_history({"loss": [2.0, 1.0], "val_loss": [2.5, 1.5]}, tmp_path / "curves.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "model.keras"]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(reloaded.get_weights()[0], model.get_weights()[0])

@@ -1,5 +1,6 @@
-"""Properties of simpler_wordvec.py: the counting rules, PMI and weights, the model and its Adagrad step, and the
-article's analyses (norms, Pearson similarity, keywords, sentence similarity, analogies, gensim export)."""
+"""Properties of simpler_wordvec.py: PMI and weights, the model and its Adagrad step, the article's norm property
+on real text, and the command line (grammar, --quick, resume, analyses, bad input). The counting rules and the
+analyses themselves live in common/word_vectors.py and are tested in test_common_word_vectors.py."""
 
 import contextlib
 import csv
@@ -16,82 +17,28 @@ import pytest
 import scipy.stats
 
 import simpler_wordvec as wordvec
-from common import runfolder, runs
+from common import runfolder, runs, word_vectors
 from common.datasets import load_peoples_daily
 
 
-def counts_of(lines, window, min_count=1, **kwargs):
-    documents = [line.split() for line in lines]
-    words, _ = wordvec.build_vocabulary(documents, min_count)
-    matrix = wordvec.count_cooccurrences(documents, words, window, **kwargs).toarray()
-    index = {w: k for k, w in enumerate(words)}
-    return (lambda a, b: matrix[index[a], index[b]]), matrix
-
-
-# ---- counting ----------------------------------------------------------------------------------------------------
-def test_window_one_counts_neighbours_only():
-    x, _ = counts_of(["a b c"], window=1)
-    assert x("a", "b") == x("b", "a") == x("b", "c") == x("c", "b") == 1
-    assert x("a", "c") == x("c", "a") == 0
-
-
-def test_window_two_reaches_second_neighbour():
-    x, _ = counts_of(["a b c"], window=2)
-    assert x("a", "c") == x("c", "a") == 1
-
-
-def test_window_never_crosses_lines():
-    x, _ = counts_of(["a b", "c d"], window=5)
-    assert x("b", "c") == 0 and x("a", "d") == 0 and x("a", "b") == 1
-
-
-def test_oov_tokens_are_dropped_before_windowing():
-    documents = [["a", "OOV", "b"], ["a", "b"]]
-    words = ["a", "b"]  # OOV is below min-count
-    matrix = wordvec.count_cooccurrences(documents, words, window=1).toarray()
-    assert matrix[0, 1] == 2  # once from each line: the OOV token took no position
-
-
-def test_count_matrix_is_symmetric_and_pairs_are_unordered_with_double_weight():
-    rng = np.random.default_rng(0)
-    lines = [" ".join(rng.choice(list("abcdefg"), rng.integers(1, 30))) for _ in range(50)]
-    _, matrix = counts_of(lines, window=4)
-    np.testing.assert_array_equal(matrix, matrix.T)
-    assert np.all(np.diag(matrix) == 0)
-    i, j, targets, weights = wordvec.training_records(
-        wordvec.scipy.sparse.csr_matrix(matrix), np.ones(7)
-    )
-    assert np.all(i < j) and 2 * len(i) == np.count_nonzero(matrix)
-    np.testing.assert_allclose(weights, 2 * wordvec.pair_weights(matrix[i, j]), rtol=1e-6)
-
-
-def test_self_pairs_are_excluded_from_total_count():
-    x, matrix = counts_of(["a a b"], window=2)
-    assert (
-        x("a", "a") == 0 and matrix.sum() == 4
-    )  # (a,b) twice and (b,a) twice; the (a,a) pair is skipped
-
-
-def test_chunked_counting_equals_one_shot_counting():
-    rng = np.random.default_rng(1)
-    documents = [list(rng.choice(list("abcdefghij"), rng.integers(1, 40))) for _ in range(200)]
-    words, _ = wordvec.build_vocabulary(documents, 1)
-    whole = wordvec.count_cooccurrences(documents, words, 10, chunk_tokens=10**9)
-    for chunk_tokens in (1, 37, 500):
-        parts = wordvec.count_cooccurrences(documents, words, 10, chunk_tokens=chunk_tokens)
-        assert (parts != whole).nnz == 0
-
-
-def test_vocabulary_is_sorted_by_frequency_with_min_count():
-    words, counts = wordvec.build_vocabulary([["b", "a", "b", "c"], ["b", "a"]], min_count=2)
-    assert words == ["b", "a"] and counts.tolist() == [3, 2]
-
-
-# ---- PMI and weights ---------------------------------------------------------------------------------------------
+# ---- PMI, weights and the training records ---------------------------------------------------------------------------------------------
 def test_pmi_target_is_ln_12_for_the_spec_example():
     value = wordvec.pmi_targets(6.0, 100.0, 10.0, 20.0, 200.0)
     assert value == pytest.approx(2.484907, abs=1e-6)
     assert value == pytest.approx(math.log((6 / 100) / ((10 / 200) * (20 / 200))), abs=1e-12)
+
+
+def test_records_are_unordered_pairs_with_double_weight():
+    rng = np.random.default_rng(0)
+    documents = [list(rng.choice(list("abcdefg"), rng.integers(1, 30))) for _ in range(50)]
+    words, counts = word_vectors.build_vocabulary(documents, 1)
+    matrix = word_vectors.count_cooccurrences(documents, words, 4)
+    i, j, targets, weights = wordvec.training_records(matrix, counts)
+    assert np.all(i < j) and 2 * len(i) == matrix.nnz
+    dense = matrix.toarray()
+    np.testing.assert_allclose(weights, 2 * wordvec.pair_weights(dense[i, j]), rtol=1e-6)
+    expected = wordvec.pmi_targets(dense[i, j], dense.sum(), counts[i], counts[j], counts.sum())
+    np.testing.assert_allclose(targets, expected, rtol=1e-5)
 
 
 def test_weights_follow_glove_with_and_without_truncation():
@@ -207,15 +154,13 @@ def synthetic_topic_corpus(rng, topics=4, words_per_topic=8, lines=600, fillers=
     return corpus
 
 
-def train_on(documents, epochs, batch_size, min_count=1, window=5, report=False):
+def train_on(documents, epochs, batch_size, min_count=1, window=5):
     keras.utils.set_random_seed(0)
-    words, counts = wordvec.build_vocabulary(documents, min_count)
+    words, counts = word_vectors.build_vocabulary(documents, min_count)
     records = wordvec.training_records(
-        wordvec.count_cooccurrences(documents, words, window), counts
+        word_vectors.count_cooccurrences(documents, words, window), counts
     )
-    model, history = wordvec.train_vectors(
-        records, words, counts, epochs, batch_size, report=report
-    )
+    model, history = wordvec.train_vectors(records, words, counts, epochs, batch_size)
     return words, counts, wordvec.embedding_matrix(model), history
 
 
@@ -246,8 +191,8 @@ def test_norms_rise_with_rarity_and_function_words_lead_on_a_peoples_daily_sampl
         for word, tag in paragraph:
             tag_of.setdefault(word, tag)
     documents = [[w for w, _ in p] for p in tagged]
-    words, counts, vectors, history = train_on(documents, 6, 4096, min_count=5, report=True)
-    smallest, _, rho = wordvec.norm_report(words, counts, vectors, 100)
+    words, counts, vectors, history = train_on(documents, 6, 4096, min_count=5)
+    smallest, _, rho = word_vectors.norm_report(words, counts, vectors, 100)
     share = np.mean([tag_of[w] in FUNCTION_TAGS for w in smallest])
     assert rho > 0.5 and share > 2 * np.mean([tag_of[w] in FUNCTION_TAGS for w in words])
     assert history["rho"][0] < 0 < history["rho"][-1]  # after pass 1 frequent words are the longest
@@ -270,113 +215,14 @@ FADED = (
 )
 def test_punctuation_has_among_the_smallest_norms_on_peoples_daily(tmp_path, batch):
     """The article's claim with the article's 30 passes: 。 and ， among the 50 smallest norms."""
-    run = wordvec.main(["train", "--batch-size", str(batch), "--out", str(tmp_path)])  # minutes
-    words, counts, vectors = wordvec.load_run(run)
-    smallest, _, rho = wordvec.norm_report(words, counts, vectors, 50)
+    run = wordvec.main(["--batch-size", str(batch), "--out", str(tmp_path)])  # minutes
+    words, counts, vectors = word_vectors.load_run(run)
+    smallest, _, rho = word_vectors.norm_report(words, counts, vectors, 50)
     assert "。" in smallest and "，" in smallest
     assert rho > 0
 
 
-def test_norm_ranks_count_from_the_smallest_and_skip_absent_words():
-    vectors = np.array([[3.0, 0], [0.1, 0], [0, 2.0], [1.0, 1.0]])
-    stats = wordvec.norm_ranks(vectors, ["的", "。", "和", "x"], np.array([5, 40, 3, 2]))
-    assert stats["rank_period"] == 0 and stats["rank_de"] == 3 and stats["rank_he"] == 2
-    assert np.isnan(stats["rank_comma"]) and -1 <= stats["rho"] <= 1
-
-
-# ---- analyses ----------------------------------------------------------------------------------------------------
-def test_pearson_of_pmi_profiles_equals_cosine_after_cholesky():
-    rng = np.random.default_rng(0)
-    embeddings = rng.normal(size=(60, 5))
-    context = 30
-    transformed = wordvec.pearson_transform(embeddings, context)
-    centred = embeddings[:context] - embeddings[:context].mean(axis=0)
-    factor = np.linalg.cholesky(centred.T @ centred)
-    np.testing.assert_allclose(factor @ factor.T, centred.T @ centred, atol=1e-8)
-    for a, b in ((0, 1), (7, 42), (59, 3)):
-        pearson = np.corrcoef(embeddings[a] @ centred.T, embeddings[b] @ centred.T)[0, 1]
-        cosine = (
-            transformed[a]
-            @ transformed[b]
-            / np.linalg.norm(transformed[a])
-            / np.linalg.norm(transformed[b])
-        )
-        assert cosine == pytest.approx(pearson, abs=1e-8)
-    assert wordvec.related(transformed, 7, topn=1)[0] == (7, pytest.approx(1.0))
-    with pytest.raises(ValueError):
-        wordvec.pearson_transform(embeddings, 5)
-
-
-def test_keywords_rank_by_inner_product_with_sentence_sum():
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(6, 4))
-    word_to_id = {w: k for k, w in enumerate("abcdef")}
-    tokens = ["a", "c", "OOV", "c", "e", "a", "a"]
-    total = vectors[[0, 2, 2, 4, 0, 0]].sum(axis=0)
-    ranked = wordvec.keywords(tokens, vectors, word_to_id)
-    unique = ["a", "c", "e"]
-    expected = [unique[k] for k in np.argsort(-(vectors[[0, 2, 4]] @ total))]
-    assert [w for w, _ in ranked] == expected
-    np.testing.assert_array_equal(
-        wordvec.sentence_vector(["x", "y"], vectors, word_to_id), np.zeros(4)
-    )
-    assert wordvec.keywords(["x"], vectors, word_to_id) == []
-
-
-def test_sentence_similarity_is_symmetric_bounded_and_one_for_identical():
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(8, 5))
-    word_to_id = {w: k for k, w in enumerate("abcdefgh")}
-    for _ in range(20):
-        first, second = list(rng.choice(list("abcdefgh"), 4)), list(rng.choice(list("abcdefgh"), 3))
-        value = wordvec.sentence_similarity(first, second, vectors, word_to_id)
-        assert value == pytest.approx(
-            wordvec.sentence_similarity(second, first, vectors, word_to_id)
-        )
-        assert -1 <= value <= 1
-        assert wordvec.sentence_similarity(first, first, vectors, word_to_id) == pytest.approx(1.0)
-    assert wordvec.sentence_similarity(["zz"], ["a"], vectors, word_to_id) == 0.0
-
-
-def test_analogy_is_sorted_by_cosine_and_keeps_inputs():
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(20, 6))
-    word_to_id = {f"w{k}": k for k in range(20)}
-    vectors[3] = vectors[0] + vectors[1] - vectors[2]  # w3 is the exact answer
-    ranked = wordvec.analogy(vectors, word_to_id, "w0", "w1", "w2", topn=20)
-    scores = [s for _, s in ranked]
-    assert scores == sorted(scores, reverse=True) and ranked[0][0] == 3
-    assert {0, 1, 2} <= {k for k, _ in ranked}
-    excluded = wordvec.analogy(vectors, word_to_id, "w0", "w1", "w2", topn=20, exclude_inputs=True)
-    assert not {0, 1, 2} & {k for k, s in excluded if np.isfinite(s)}
-    with pytest.raises(ValueError):
-        wordvec.analogy(vectors, word_to_id, "w0", "nope", "w2")
-
-
-def test_exported_vectors_round_trip_through_gensim(tmp_path):
-    from gensim.models import KeyedVectors
-
-    rng = np.random.default_rng(0)
-    words, vectors = ["。", "中国", "经济", "a"], rng.normal(size=(4, 5)).astype(np.float32)
-    wordvec.export_word2vec(tmp_path / "vectors.txt", words, vectors)
-    loaded = KeyedVectors.load_word2vec_format(str(tmp_path / "vectors.txt"))
-    assert loaded.index_to_key == words
-    np.testing.assert_allclose(loaded.vectors, vectors, atol=1e-6)
-
-
 # ---- command line ------------------------------------------------------------------------------------------------
-class StopAt:
-    """A Ctrl-C at the start of pass `epoch` (0-based)."""
-
-    def __new__(cls, epoch):
-        class Stop(keras.callbacks.Callback):
-            def on_epoch_begin(self, index, logs=None):
-                if index == epoch:
-                    raise KeyboardInterrupt
-
-        return Stop()
-
-
 def history_epochs(path):
     with open(path, newline="") as handle:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
@@ -392,13 +238,12 @@ def write_corpus(path, lines):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, interrupt_at):
     """A small run, interrupted by Ctrl-C at the start of its second pass, then rerun to the end."""
     folder = tmp_path_factory.mktemp("wordvec")
     lines = synthetic_topic_corpus(np.random.default_rng(0), lines=200)
     corpus, out = write_corpus(folder / "corpus.txt", lines), folder / "run"
     argv = [
-        "train",
         "--data",
         str(corpus),
         "--epochs",
@@ -413,7 +258,7 @@ def trained(tmp_path_factory):
     fit, stderr, stdout = runfolder.fit, io.StringIO(), io.StringIO()
 
     def interrupted_fit(*args, callbacks=(), **kwargs):
-        return fit(*args, callbacks=[*callbacks, StopAt(1)], **kwargs)
+        return fit(*args, callbacks=[*callbacks, interrupt_at(1)], **kwargs)
 
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr):
         patch.setattr(wordvec.runfolder, "fit", interrupted_fit)
@@ -437,20 +282,42 @@ def trained(tmp_path_factory):
     )
 
 
+def test_quick_changes_defaults_only_and_the_bare_command_trains():
+    quick = wordvec.parse_arguments(["--quick"])
+    assert (quick.command, quick.epochs, quick.batch_size, quick.paragraphs) == (
+        "train",
+        5,
+        8192,
+        4000,
+    )
+    assert wordvec.parse_arguments(["--quick", "--epochs", "3"]).epochs == 3
+    assert (
+        wordvec.parse_arguments(["train", "--epochs", "30", "--quick"]).epochs == 30
+    )  # explicit wins
+    explicit = wordvec.parse_arguments(["--quick", "--batch-size", "65536", "--paragraphs", "9"])
+    assert (explicit.epochs, explicit.batch_size, explicit.paragraphs) == (5, 65536, 9)
+    plain = wordvec.parse_arguments([])
+    assert (plain.epochs, plain.batch_size, plain.paragraphs) == (30, wordvec.BATCH_SIZE, None)
+    verb = wordvec.parse_arguments(["norms", "--model", "m"])
+    assert (verb.command, verb.model, verb.topn) == ("norms", "m", 50)
+
+
+def test_analyses_default_to_the_newest_finished_run(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="no finished run under runs/simpler_wordvec/"):
+        wordvec.main(["norms"])
+    shutil.copytree(trained.out, tmp_path / "runs" / "simpler_wordvec" / "only")
+    wordvec.main(["norms", "--topn", "2"])
+    assert "2 smallest norms:" in capsys.readouterr().out
+
+
 def test_main_trains_exports_and_analyses_a_small_corpus(trained, capsys):
     out = trained.out
     assert trained.run == out
-    for name in (
-        "vectors.txt",
-        "vectors.npy",
-        "vocab.tsv",
-        "model.keras",
-        "metrics.json",
-        "history.csv",
-        "cooccurrence.npz",
-        "learning_curves.png",
-        "run.json",
-    ):
+    outputs = (
+        "vectors.txt vectors.npy vocab.tsv model.keras metrics.json history.csv cooccurrence.npz"
+    )
+    for name in [*outputs.split(), "learning_curves.png", "run.json"]:
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
@@ -459,26 +326,26 @@ def test_main_trains_exports_and_analyses_a_small_corpus(trained, capsys):
     assert metrics["min_count"] == wordvec.SMALL_MIN_COUNT
     vectors = wordvec.embedding_matrix(keras.saving.load_model(out / "model.keras"))
     np.testing.assert_array_equal(vectors, np.load(out / "vectors.npy"))
+    model = ["--model", str(out)]
     for command in (
-        ["norms", "--topn", "3"],
-        ["analogy", "t0w1", "t1w2", "t0w2"],
-        ["related", "的"],
-        ["similar", "t0w1", "--context-words", "30"],
-        ["keywords", "t0w1 的 t0w2"],
-        ["sentsim", "t0w1 的", "t0w2 了"],
+        ["norms", "--topn", "3", "--model", str(out / "model.keras")],  # the run's model.keras
+        ["analogy", "t0w1", "t1w2", "t0w2", *model],
+        ["related", "的", "--run", str(out)],  # --model's former name still works
+        ["similar", "t0w1", "--context-words", "30", *model],
+        ["keywords", "t0w1 的 t0w2", *model],
+        ["sentsim", "t0w1 的", "t0w2 了", *model],
     ):
-        wordvec.main(command + ["--run", str(out)])
-    assert "Spearman" in capsys.readouterr().out
+        wordvec.main(command)
+    printed = capsys.readouterr().out
+    assert "3 smallest norms:" in printed and "Spearman" in printed and "inner product:" in printed
     per_pass = metrics["per_pass"]
     assert set(per_pass) == {"loss", "rho", "rank_period", "rank_comma", "rank_de", "rank_he"}
     assert len(per_pass["rho"]) == 2 and per_pass["rank_period"] == [
         None,
         None,
     ]  # 。 is not in this corpus
-    assert (
-        per_pass["rank_comma"][-1]
-        == wordvec.norm_ranks(vectors, *wordvec.load_vocabulary(out))["rank_comma"]
-    )
+    ranks = word_vectors.norm_ranks(vectors, *word_vectors.load_vocabulary(out), wordvec.TRACKED)
+    assert per_pass["rank_comma"][-1] == ranks["rank_comma"]
 
 
 def review_csv(path, per_label=40, labels=(0, 1)):
@@ -494,7 +361,7 @@ def review_csv(path, per_label=40, labels=(0, 1)):
 
 def test_sentiment_scores_sentence_vectors_beside_the_article(trained, tmp_path, capsys):
     data = review_csv(tmp_path / "reviews.csv")
-    result = wordvec.main(["sentiment", "--run", str(trained.out), "--data", str(data)])
+    result = wordvec.main(["sentiment", "--model", str(trained.out), "--data", str(data)])
     printed = capsys.readouterr().out
     assert "logistic regression" in printed and "≈0.81" in printed and "≈0.88" in printed
     assert sum(result["split"]) == result["texts"] <= 80 and result["split"][1] >= 7
@@ -586,17 +453,17 @@ def bad_input(case, tmp_path, trained):
     (tmp_path / "empty").mkdir()
     damage(case, run)
     train = ["train", "--data", str(corpus), "--out", str(tmp_path / "new")]
-    norms, evaluate = ["norms", "--run", str(run)], ["evaluate", "--run", str(run), "--analogy"]
+    norms, evaluate = ["norms", "--model", str(run)], ["evaluate", "--model", str(run), "--analogy"]
     (tmp_path / "reviews.csv").write_text(BAD_REVIEWS.get(case, ""), encoding="utf-8")
     (tmp_path / "xls").mkdir()
     for name in ("pos.xls", "neg.xls"):
         (tmp_path / "xls" / name).write_bytes(b"not a spreadsheet")
-    sentiment = ["sentiment", "--run", str(run), "--data"]
+    sentiment = ["sentiment", "--model", str(run), "--data"]
     return {
         "topn negative": [*norms, "--topn", "-3"],
         "topn zero": ["related", "的", "--topn", "0"],
-        "context words negative": ["similar", "的", "--context-words", "-1", "--run", str(run)],
-        "word not in the vocabulary": ["related", "zzz", "--run", str(run)],
+        "context words negative": ["similar", "的", "--context-words", "-1", "--model", str(run)],
+        "word not in the vocabulary": ["related", "zzz", "--model", str(run)],
         **{
             f"{flag} zero": [*train, f"--{flag}", "0"]
             for flag in ("min-count", "window", "dimension", "memory", "epochs", "paragraphs")
@@ -605,8 +472,8 @@ def bad_input(case, tmp_path, trained):
         "missing analogy file": [*evaluate, str(tmp_path / "no.txt")],
         **{case: [*evaluate, str(analogy)] for case in BAD_ANALOGIES},
         **{case: norms for case in DAMAGE},
-        "missing run": ["norms", "--run", str(tmp_path / "no-run")],
-        "a text file as the run": ["norms", "--run", str(corpus)],
+        "missing run": ["norms", "--model", str(tmp_path / "no-run")],
+        "a text file as the run": ["norms", "--model", str(corpus)],
         "missing corpus": [*train[:2], str(tmp_path / "no.txt"), *train[3:]],
         "empty corpus folder": [*train[:2], str(tmp_path / "empty"), *train[3:]],
         **{case: [*train, "--min-count", "1"] for case in BAD_CORPORA},
@@ -614,7 +481,7 @@ def bad_input(case, tmp_path, trained):
         **{case: [*sentiment, str(tmp_path / "reviews.csv")] for case in BAD_REVIEWS},
         "missing reviews": [*sentiment, str(tmp_path / "no.csv")],
         "unreadable pos.xls": [*sentiment, str(tmp_path / "xls")],
-        "sentiment on another script's run": ["sentiment", "--run", str(tmp_path / "empty")],
+        "sentiment on another script's run": ["sentiment", "--model", str(tmp_path / "empty")],
     }[case]
 
 
