@@ -114,3 +114,47 @@ def test_all_chinese_documents_join_the_four_sources(tmp_path, monkeypatch):
     assert ["".join(d) for d in documents[1:]] == ["小明去上学。", "小猫。猫好", "很好用"]
     with pytest.raises(ValueError, match="passages.tsv: not found"):
         list(chinese_text.all_chinese_documents(tmp_path / "missing"))
+
+
+def test_vocabulary_keeps_words_seen_min_count_times_most_frequent_first():
+    tokens = [["好"] * 10 + ["差"] * 9 + ["快"] * 12]
+    assert chinese_text.build_vocabulary(tokens, min_count=10) == {"快": 1, "好": 2}
+    assert chinese_text.build_vocabulary(tokens, first_id=2, most=2) == {"快": 2, "好": 3}
+    assert chinese_text.build_vocabulary([["b", "a"]]) == {"a": 1, "b": 2}  # ties by word
+
+
+def test_encode_truncates_pads_and_maps_oov():
+    ids = chinese_text.encode([["快", "新词", "好"], ["好"] * 150], {"快": 1, "好": 2}, 100)
+    assert ids.shape == (2, 100) and ids.dtype == np.int32
+    assert ids[0, :4].tolist() == [1, 0, 2, 0] and not ids[0, 3:].any()
+    assert (ids[1] == 2).all()
+    assert chinese_text.encode([["新词", "好"]], {"好": 2}, 3, oov=1).tolist() == [[1, 2, 0]]
+
+
+def test_labelled_csv_errors_name_the_files_line_numbers(tmp_path, capsys):
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\n很好,1\n\n很差,0\n很好,1\n", encoding="utf-8")
+    texts, labels, _ = chinese_text.read_labelled_texts(good)
+    assert texts == ["很好", "很差"] and labels.tolist() == [1, 0]  # de-duplicated, sorted
+    assert "skipped 1 empty lines (lines [3])" in capsys.readouterr().err
+    bad_label = tmp_path / "bad.csv"
+    bad_label.write_text("text,label\n很好,1\n\n很差,2\n一般,pos\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"2 rows without a label 0 or 1 \(rows \[4, 5\]\)"):
+        chinese_text.read_labelled_texts(bad_label)
+    bad_encoding = tmp_path / "bad.tsv"  # tab-separated by its suffix
+    bad_encoding.write_bytes("text\tlabel\n好\t1\n".encode() + "坏\t0\n".encode("gbk"))
+    with pytest.raises(ValueError, match=r"1 lines are not UTF-8 \(lines \[3\]\)"):
+        chinese_text.read_labelled_texts(bad_encoding)
+    tsv = tmp_path / "good.tab"
+    tsv.write_text("label\ttext\n1\t好，很好\n0\t差\n", encoding="utf-8")
+    assert chinese_text.read_labelled_texts(tsv)[0] == ["好，很好", "差"]
+
+
+def test_tfidf_baseline_picks_c_on_validation_and_scores_test():
+    rng = np.random.default_rng(0)
+    filler = ["的", "了", "是", "我", "这个", "东西"]
+    texts = [[word, *rng.choice(filler, 3)] for word in ["好", "差"] * 30]
+    labels = np.array([1, 0] * 30)
+    result = chinese_text.tfidf_baseline(texts, labels, range(40), range(40, 50), range(50, 60))
+    assert result["C"] in (1.0, 4.0, 16.0)
+    assert result["validation_accuracy"] == result["test_accuracy"] == 1.0

@@ -4,25 +4,23 @@ import contextlib
 import io
 import json
 import re
+from functools import partial
 
 import keras
 import numpy as np
 import pytest
 
 import rnn_saliency
+from common import attribution
 from rnn_saliency import (
     MAXLEN,
     build_model,
-    build_vocabulary,
-    deletion_curves,
     embedding_attributions,
-    encode,
     hidden_state_scores,
     importances_from_states,
     length_batches,
     predict,
     ranking,
-    read_table,
 )
 
 
@@ -108,38 +106,34 @@ def test_ranking_is_a_sorted_permutation_of_positions():
     assert len(result) <= MAXLEN and all(words[position] == word for position, word, _ in result)
 
 
-def test_vocabulary_keeps_count_at_least_ten_with_ids_from_one():
-    tokens = [["好"] * 10 + ["差"] * 9 + ["快"] * 12]
-    vocabulary = build_vocabulary(tokens)
-    assert vocabulary == {"快": 1, "好": 2}
-
-
-def test_encode_truncates_pads_and_maps_oov_to_zero():
-    ids = encode([["快", "新词", "好"], ["好"] * 150], {"快": 1, "好": 2})
-    assert ids.shape == (2, MAXLEN) and ids.dtype == np.int32
-    assert ids[0, :4].tolist() == [1, 0, 2, 0] and not ids[0, 3:].any()
-    assert (ids[1] == 2).all()
-
-
-def test_csv_loader_reports_bad_labels_and_encoding_with_line_numbers(tmp_path):
-    good = tmp_path / "good.csv"
-    good.write_text("text,label\n很好,1\n\n很差,0\n很好,1\n", encoding="utf-8")
-    texts, labels, _ = rnn_saliency.load_data(good)
-    assert texts == ["很好", "很差"] and labels.tolist() == [1, 0]  # de-duplicated, sorted
-    bad_label = tmp_path / "bad.csv"
-    bad_label.write_text("text,label\n很好,1\n很差,2\n一般,pos\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"2 lines .*\[3, 4\]"):
-        read_table(bad_label)
-    bad_encoding = tmp_path / "bad.tsv"
-    bad_encoding.write_bytes("text\tlabel\n好\t1\n".encode() + "坏\t0\n".encode("gbk"))
-    with pytest.raises(ValueError, match=r"not UTF-8 \(lines \[3\]\)"):
-        read_table(bad_encoding)
+def test_bad_data_is_one_line(tmp_path):  # the readers' own tests: test_common_chinese_text.py
     with pytest.raises(SystemExit, match="error: .*pos.xls"):
-        rnn_saliency.main(["train", "--data", str(tmp_path / "missing")])
+        rnn_saliency.main(["--data", str(tmp_path / "missing")])
     for name in ("pos.xls", "neg.xls"):
         (tmp_path / name).write_bytes(b"not a spreadsheet")
     with pytest.raises(SystemExit, match="error: .*(xlrd|cannot read)"):
         rnn_saliency.main(["train", "--data", str(tmp_path)])
+
+
+def test_quick_changes_defaults_only_and_so_does_improved():
+    parse = rnn_saliency.parse_arguments
+    assert parse(["--quick", "--epochs", "3"]).epochs == 3
+    quick = parse(["--quick"])
+    assert (quick.command, quick.epochs, quick.train_size, quick.saliency_sentences) == (
+        "train",
+        2,
+        4000,
+        200,
+    )
+    assert (parse([]).epochs, parse([]).min_count, parse([]).train_size) == (5, 10, None)
+    assert (parse(["--improved"]).epochs, parse(["--improved"]).min_count) == (8, 3)
+    assert parse(["--improved", "--min-count", "10", "--epochs", "5"]).min_count == 10
+    assert parse(["--improved", "--epochs", "5"]).epochs == 5  # it once became 8
+    assert (
+        parse(["--quick", "--improved"]).epochs == 2
+        and parse(["--quick-train", "9"]).train_size == 9
+    )
+    assert parse(["predict", "--model", "m", "好"]).command == "predict"
 
 
 @pytest.mark.backend
@@ -162,7 +156,9 @@ def test_deleting_every_word_gives_the_empty_sentence_prediction(untrained):
     ids = np.array([[3, 8, 11, 21], [6, 6, 2, 0]], np.int32)
     original = predict(classifier, ids)
     empty = predict(classifier, np.zeros((1, 1), np.int32))[0]
-    drop = deletion_curves(classifier, ids, np.ones(ids.shape), ks=(4,))[0]
+    drop = attribution.deletion_curves(partial(predict, classifier), ids, np.ones(ids.shape), (4,))[
+        0
+    ]
     sign = np.where(original >= 0.5, 1.0, -1.0)
     assert drop == pytest.approx(np.mean(sign * (original - empty)), abs=1e-6)
 
@@ -188,16 +184,15 @@ def test_the_lstm_never_takes_the_cudnn_path_even_after_loading(tmp_path):
     """cuDNN wants right-padded masks without empty rows; 81% of the training rows mask an OOV word, 3 all words."""
     classifier, _ = build_model(30)
     assert classifier.get_layer("lstm").use_cudnn is False
-    ids = np.array(
-        [[3, 0, 5, 0, 0], [0, 0, 0, 0, 0]], "int32"
-    )  # a hole mid-sentence, a row of OOV words only
+    ids = np.array([[3, 0, 5, 0, 0], [0, 0, 0, 0, 0]], "int32")  # a hole, a row of OOV words only
     assert np.isfinite(predict(classifier, ids)).all()
     classifier.save(
         tmp_path / "model.keras"
-    )  # Keras does not save use_cudnn: loading must switch it off again
-    assert (
-        rnn_saliency.load_classifier(tmp_path / "model.keras").get_layer("lstm").use_cudnn is False
-    )
+    )  # Keras does not save use_cudnn: loading switches it off
+    (tmp_path / "run.json").write_text('{"script": "rnn_saliency"}')
+    (tmp_path / "vocabulary.json").write_text('{"word_to_id": {"好": 1}}')
+    loaded, word_to_id = rnn_saliency.load_run(tmp_path / "model.keras")
+    assert loaded.get_layer("lstm").use_cudnn is False and word_to_id == {"好": 1}
 
 
 @pytest.mark.recipe
@@ -211,8 +206,7 @@ def test_default_recipe_trains_evaluates_and_explains_on_tiny_data(tmp_path):
         )
     out = tmp_path / "run"
     metrics = rnn_saliency.main(
-        [
-            "train",
+        [  # the bare command trains
             "--data",
             str(write_reviews(tmp_path / "tiny.csv")),
             "--out",
@@ -233,6 +227,7 @@ def test_default_recipe_trains_evaluates_and_explains_on_tiny_data(tmp_path):
         "vocabulary.json",
         "metrics.json",
         "history.csv",
+        "learning_curves.png",
         "deletion_curves.png",
     ):
         assert (out / name).is_file(), name
@@ -299,7 +294,7 @@ def trained(tmp_path_factory):
             rnn_saliency.main([*argv[:-1], "4"])
         seen["changed"] = raised.value.code, files() == seen["ctrl-c"][-1]
         patch.setattr(runfolder, "fit", real_fit)
-        patch.setattr(rnn_saliency, "compare_methods", interrupted)
+        patch.setattr(attribution, "compare_methods", interrupted)
         with pytest.raises(KeyboardInterrupt):
             rnn_saliency.main(argv)
         seen["after training"] = history_epochs(out / "history.csv"), files()
@@ -336,7 +331,7 @@ def test_training_batches_share_one_length_whatever_the_batch_size():
     for row in range(50):
         ids[row, : 5 + row] = 7  # 5 to 54 words: trimmed to 60 columns
     for batch_size in (1, 16, 32, 50):
-        batches = rnn_saliency.Batches(ids, np.zeros(50), batch_size, shuffle_seed=0)
+        batches = rnn_saliency.Batches(ids, np.zeros(50), batch_size, shuffle=True, seed=0)
         shapes = [batches[i][0].shape for i in range(len(batches))]
         assert {width for _, width in shapes} == {60} and sum(rows for rows, _ in shapes) == 50
 
@@ -349,6 +344,7 @@ def test_training_and_explain(trained, tmp_path, capsys):
         "vocabulary.json",
         "metrics.json",
         "history.csv",
+        "learning_curves.png",
         "deletion_curves.png",
         "segmented.json",
     ):
@@ -394,6 +390,9 @@ def test_training_and_explain(trained, tmp_path, capsys):
         ]
     )
     assert len((tmp_path / "b.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    predicted = rnn_saliency.main(["predict", "--model", str(out), "很好，不错", "很差"])
+    assert [set(r) for r in predicted] == [{"sentence", "probability"}] * 2
+    assert [r["probability"] for r in predicted[:1]] == [r["probability"] for r in results[:1]]
 
 
 def test_a_finished_run_is_reported_not_trained_again(trained, capsys):
@@ -405,6 +404,7 @@ def test_a_finished_run_is_reported_not_trained_again(trained, capsys):
 
 
 EXPLAIN = "explain --model {run}"
+# fmt: off
 BAD_INPUTS = {  # case: (command, what its one line says, the folder that must stay as it was)
     "batch size 0": ("train --batch-size 0", "--batch-size: 0 is not a positive integer", "fresh"),
     "batch size -3": ("train --batch-size -3", "not a positive integer", "fresh"),
@@ -412,68 +412,29 @@ BAD_INPUTS = {  # case: (command, what its one line says, the folder that must s
     "saliency sentences 0": ("train --saliency-sentences 0", "--saliency-sentences: 0 is", "fresh"),
     "min count -1": ("train --min-count -1", "--min-count: -1 is not", "fresh"),
     "quick train 0": ("train --quick-train 0", "--quick-train: 0 is not", "fresh"),
-    "empty vocabulary": (
-        "train --data {data} --out {fresh}/run --min-count 100000",
-        "--min-count 100000: no word .* the vocabulary would be empty",
-        "fresh",
-    ),
-    "batch larger than the data": (
-        "train --data {data} --out {fresh}/run --batch-size 100000",
-        r"--batch-size 100000: more than the 3\d\d training",
-        "fresh",
-    ),
+    "train size 0": ("--train-size 0", "--train-size/--quick-train: 0 is not", "fresh"),
+    "empty vocabulary": ("train --data {data} --out {fresh}/run --min-count 100000", "--min-count 100000: no word .* the vocabulary would be empty", "fresh"),
+    "batch larger than the data": ("train --data {data} --out {fresh}/run --batch-size 100000", r"--batch-size 100000: more than the 3\d\d training", "fresh"),
     "too few texts": ("train --data {few} --out {fresh}/run", "5 texts are too few", "fresh"),
     "missing data": ("train --data {fresh}/missing.csv --out {fresh}/run", "pos.xls", "fresh"),
-    "out under a file": (
-        "train --data {data} --out {inputs}/s.txt/run",
-        "is a file, not a folder",
-        "inputs",
-    ),
-    "out holds other files": (
-        "train --data {data} --out {inputs}",
-        "holds files but no run.json",
-        "inputs",
-    ),
+    "out under a file": ("train --data {data} --out {inputs}/s.txt/run", "is a file, not a folder", "inputs"),
+    "out holds other files": ("train --data {data} --out {inputs}", "holds files but no run.json", "inputs"),
     "changed settings": (None, r"--min-count 3 \(now 4\)", "run"),  # trained run's, --min-count 4
     "model missing": ("explain --model {fresh}/nothing 好", "no such file", "fresh"),
-    "model a text file": (
-        "explain --model {inputs}/s.txt 好",
-        "not a run folder of rnn_saliency",
-        "inputs",
-    ),
-    "model a weights file": (
-        "explain --model {inputs}/model.weights.h5 好",
-        "not a run folder",
-        "inputs",
-    ),
-    "model of another script": (
-        "explain --model {inputs}/cloze/model.keras 好",
-        "a run of cloze_lm, not of rnn_saliency",
-        "inputs",
-    ),
-    "model of an unfinished run": (
-        "explain --model {inputs}/unfinished 好",
-        "has no model.keras, vocabulary.json yet",
-        "inputs",
-    ),
-    "batch .jsonl replaced by its output": (
-        f"{EXPLAIN} --batch {{inputs}}/s.jsonl",
-        r"s.jsonl \(the default\) would overwrite the --batch",
-        "inputs",
-    ),
-    "output is the batch input": (
-        f"{EXPLAIN} --batch {{inputs}}/s.txt --output {{inputs}}/s.txt",
-        "--output .* would overwrite the --batch input",
-        "inputs",
-    ),
-    "html is the batch input": (
-        f"{EXPLAIN} --batch {{inputs}}/s.txt --html {{inputs}}/s.txt",
-        "--html .* would overwrite the --batch input",
-        "inputs",
-    ),
+    "model a text file": ("explain --model {inputs}/s.txt 好", "not a run folder of rnn_saliency", "inputs"),
+    "model a weights file": ("explain --model {inputs}/model.weights.h5 好", "not a run folder", "inputs"),
+    "model of another script": ("explain --model {inputs}/cloze/model.keras 好", "a run of cloze_lm, not of rnn_saliency", "inputs"),
+    "model of an unfinished run": ("explain --model {inputs}/unfinished 好", "has no model.keras, vocabulary.json yet", "inputs"),
+    "predict: model missing": ("predict --model {fresh}/nothing 好", "no such file", "fresh"),
+    "predict: no sentences": ("predict --model {run}", "give sentences", "run"),
+    "predict has no --html": ("predict --model {run} 好 --html {inputs}/a.html", "unrecognized arguments: --html", "inputs"),
+    "batch .jsonl replaced by its output": (f"{EXPLAIN} --batch {{inputs}}/s.jsonl", r"s.jsonl \(the default\) would overwrite the --batch", "inputs"),
+    "output is the batch input": (f"{EXPLAIN} --batch {{inputs}}/s.txt --output {{inputs}}/s.txt", "--output .* would overwrite the --batch input", "inputs"),
+    "html is the batch input": (f"{EXPLAIN} --batch {{inputs}}/s.txt --html {{inputs}}/s.txt", "--html .* would overwrite the --batch input", "inputs"),
     "batch file missing": (f"{EXPLAIN} --batch {{inputs}}/missing.txt", "No such file", "inputs"),
     "no sentences": (EXPLAIN, "give sentences", "run"),
 }
+# fmt: on
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
