@@ -1,13 +1,14 @@
-"""Is dogs_finetune.py's input pipeline faster than its model? Images per second, side by side, in one run.
+"""Is dogs_finetune.py's input pipeline faster than its model? Images per second, side by side.
 
-Measures (1) decoding a photo-sized JPEG (500×375, about Stanford Dogs' average) to a 299×299 square, which the
-decode-once cache pays only once; (2) the heavy-augmentation batches from the uint8 cache with 1 and with N threads
-(what `keras.utils.PyDataset(workers=N)` runs); (3) stage-1 (frozen backbone) and stage-2 (block13–14 unfrozen)
-training steps of the article's model on batches of 32 at 299×299. Prints each rate and the ratios
-pipeline ÷ training step (above 1: the model, not the input, is the bottleneck).
+Measures (1) decoding a photo-sized JPEG (500×375, about Stanford Dogs' average) to a 299×299
+square, which the decode-once cache pays only once; (2) the heavy-augmentation batches from the
+uint8 cache with 1 and with N threads (what `keras.utils.PyDataset(workers=N)` runs); (3) stage-1
+(frozen backbone) and stage-2 (block13–14 unfrozen) training steps of the article's model on
+batches of 32 at 299×299. Prints each rate and the ratios pipeline ÷ training step (above 1: the
+model, not the input, is the bottleneck).
 
-    python benchmarks/bench_dogs_input.py [--image-size 299] [--batch-size 32] [--steps 3] [--workers 4]
-    python benchmarks/bench_dogs_input.py --image-size 71 --batch-size 8 --steps 1 --repeats 1   # a 1-minute check
+    python benchmarks/bench_dogs_input.py [--image-size 299] [--batch-size 32] [--steps 3]
+    python benchmarks/bench_dogs_input.py --image-size 71 --batch-size 8 --steps 1 --repeats 1
 """
 
 import argparse
@@ -23,6 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dogs_finetune as dogs  # noqa: E402
+from common import image_folders  # noqa: E402
 
 
 def rate(function, count, repeats=1):
@@ -70,14 +72,17 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     size, batch = args.image_size, args.batch_size
     print(
-        f"machine: {os.cpu_count()} CPUs; image {size}×{size}; batch {batch}; pipeline threads {args.workers}"
+        f"machine: {os.cpu_count()} CPUs; image {size}×{size}; batch {batch}; "
+        f"pipeline threads {args.workers}"
     )
     with tempfile.TemporaryDirectory() as folder:
         paths = write_photos(folder, 64, rng)
         decode = rate(
-            lambda: [dogs.decode_image(path, size) for path in paths], len(paths), args.repeats
+            lambda: [image_folders.decode_image(path, size) for path in paths],
+            len(paths),
+            args.repeats,
         )
-        images, _, _ = dogs.build_cache(
+        images, _, _ = image_folders.build_cache(
             paths * 3, size, Path(folder) / "cache", workers=args.workers
         )
         labels = np.repeat(np.arange(16), 12)
@@ -95,7 +100,7 @@ def main(argv=None):
             threaded = rate(
                 lambda: list(pool.map(batches.__getitem__, range(8))), 8 * batch, args.repeats
             )
-        del images, batches
+        del images  # the memmap, before its folder goes
 
     model, _, backbone, _ = dogs.build_model(args.classes, size, weights="none")
     x = rng.integers(0, 256, (batch, size, size, 3)).astype("float32")
@@ -117,9 +122,8 @@ def main(argv=None):
     print(f"{'decode a 500×375 JPEG (paid once, cached)':<44}{decode:>10.1f}")
     print(f"{'heavy-augmented batches from cache, 1 thread':<44}{one_thread:>10.1f}")
     print(f"{f'heavy-augmented batches, {args.workers} threads':<44}{threaded:>10.1f}")
-    print(
-        f"{'decode + augment, 1 thread (derived, no cache)':<44}{1 / (1 / decode + 1 / one_thread):>10.1f}"
-    )
+    derived = 1 / (1 / decode + 1 / one_thread)
+    print(f"{'decode + augment, 1 thread (derived, no cache)':<44}{derived:>10.1f}")
     for stage, value in steps.items():
         print(f"{f'{stage} training step':<44}{value:>10.1f}")
     for stage, value in steps.items():

@@ -1,10 +1,10 @@
-"""Input pipeline vs model: images per second of resize + flip + batching and of MobileNet's training step.
+"""Input pipeline vs model: images per second of resize + flip + batching and of MobileNet's step.
 
-The pipeline must be at least 5× faster than the model on a CPU, so that on a GPU (10–50× faster model) it is
-not the bottleneck. Both are measured side by side in one run, on the same machine.
+The pipeline must be at least 5× faster than the model on a CPU, so that on a GPU (10–50× faster
+model) it is not the bottleneck. Both are measured side by side in one run, on the same machine.
 
-    python benchmarks/bench_fashion_input.py [--data ../shared/data/fashion-mnist] [--size 56] [--batch-size 64]
-    python benchmarks/bench_fashion_input.py --batch-size 100 --alpha 1.0 0.25   # the two widths side by side
+    python benchmarks/bench_fashion_input.py [--data ../shared/data/fashion-mnist] [--size 56]
+    python benchmarks/bench_fashion_input.py --batch-size 100 --alpha 1.0 0.25  # both widths
 """
 
 import argparse
@@ -62,7 +62,7 @@ def main(argv=None):
         images = rng.integers(0, 256, size=(args.images, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, size=args.images)
 
-    # The pipeline as the script runs it: resize once, then per batch index + flip + scale to float32.
+    # The pipeline as the script runs it: resize once, then per batch index + flip + scale.
     resize_seconds = best_seconds(lambda: augment.resize(images, args.size), args.repeats)
     resized = augment.resize(images, args.size)
     batches = script.ImageBatches(resized, labels, args.batch_size, shuffle=True, flip=True)
@@ -83,9 +83,8 @@ def main(argv=None):
         model_rates[alpha] = args.steps * len(x) / seconds
 
     print(f"{'stage':<40}{'images/s':>12}")
-    print(
-        f"{'resize 28→' + str(args.size) + ' (Pillow bilinear)':<40}{len(images) / resize_seconds:>12,.0f}"
-    )
+    resize_name = f"resize 28→{args.size} (Pillow bilinear)"
+    print(f"{resize_name:<40}{len(images) / resize_seconds:>12,.0f}")
     print(f"{'batches: index + flip + /255':<40}{len(images) / batch_seconds:>12,.0f}")
     print(f"{'pipeline (resize + flip + batching)':<40}{pipeline_rate:>12,.0f}")
     for alpha, rate in model_rates.items():
@@ -96,9 +95,8 @@ def main(argv=None):
         print(f"fastest / slowest width = {fastest / slowest:.1f}×")
     model_rate = min(model_rates.values())
     ratio = pipeline_rate / model_rate
-    print(
-        f"pipeline / model = {ratio:.1f}× ({'OK' if ratio >= 5 else 'TOO SLOW'}: needs ≥ 5× on a CPU)"
-    )
+    verdict = "OK" if ratio >= 5 else "TOO SLOW"
+    print(f"pipeline / model = {ratio:.1f}× ({verdict}: needs ≥ 5× on a CPU)")
     return ratio
 
 

@@ -3,15 +3,16 @@
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
-from scipy.io import savemat
 
 import dogs_finetune as dogs
+from common import image_folders
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +102,12 @@ def test_batch_norm_calibration_gives_a_random_backbone_unit_scale_features(mode
     _, _, backbone, _ = model_100
     dogs.set_trainable(backbone, False)
     sample = np.random.default_rng(2).integers(0, 256, (16, 71, 71, 3)).astype("uint8")
-    features = lambda: keras.ops.convert_to_numpy(
-        backbone(sample.astype("float32") / 127.5 - 1, training=False)
-    )
+
+    def features():
+        return keras.ops.convert_to_numpy(
+            backbone(sample.astype("float32") / 127.5 - 1, training=False)
+        )
+
     assert features().std() < 1e-3  # a random Xception's features all but vanish
     dogs.calibrate_batch_norm(backbone, sample)
     assert features().std() > 0.05
@@ -115,32 +119,6 @@ def test_batch_norm_calibration_gives_a_random_backbone_unit_scale_features(mode
 
 
 # ------------------------------------------------------------------------------------------------ batches
-def test_batch_holds_16_distinct_classes_times_2():
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(40), rng.integers(3, 30, 40))
-    members = [np.flatnonzero(labels == c) for c in range(40)]
-    for _ in range(50):
-        rows, classes = dogs.sample_batch(members, rng)
-        assert len(rows) == 32 and len(np.unique(classes)) == 16
-        np.testing.assert_array_equal(labels[rows], classes)
-        assert (np.bincount(classes, minlength=40)[np.unique(classes)] == 2).all()
-
-
-def test_classes_are_drawn_in_proportion_to_size():
-    """Successive draws without replacement: the first class is ∝ size; the more images, the more often drawn."""
-    rng = np.random.default_rng(0)
-    sizes = np.arange(1, 33)
-    members = [np.arange(n) for n in sizes]
-    first, included, draws = np.zeros(32), np.zeros(32), 6_000
-    for _ in range(draws):
-        _, classes = dogs.sample_batch(members, rng)
-        first[classes[0]] += 1
-        included[np.unique(classes)] += 1
-    expected = draws * sizes / sizes.sum()
-    assert np.all(np.abs(first - expected) < 4 * np.sqrt(expected) + 1)
-    assert np.all(np.diff(included.reshape(4, 8).sum(1)) > 0)  # quarters of the classes by size
-
-
 def test_alpha_search_picks_one_when_main_head_right_and_auxiliary_random():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 500)
@@ -175,73 +153,10 @@ def test_augmentation_takes_partners_and_backgrounds_from_training_rows_only():
 
 
 # ------------------------------------------------------------------------------------------------ layouts
-def test_folder_layout_skips_corrupt_and_converts_grayscale_cmyk_alpha(tmp_path):
-    rng = np.random.default_rng(0)
-    _write_jpeg(tmp_path / "data" / "akita" / "a.jpg", rng)
-    _write_jpeg(tmp_path / "data" / "akita" / "gray.jpg", rng, mode="L")
-    (tmp_path / "data" / "akita" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (tmp_path / "data" / "beagle").mkdir()
-    Image.new("CMYK", (50, 30), (10, 20, 30, 40)).save(tmp_path / "data" / "beagle" / "cmyk.jpg")
-    Image.new("RGBA", (30, 50), (255, 0, 0, 0)).save(tmp_path / "data" / "beagle" / "alpha.png")
-    data = dogs.load_dataset(tmp_path / "data")
-    assert data["layout"] == "folders" and data["classes"] == ["akita", "beagle"]
-    images, readable, unreadable = dogs.build_cache(
-        data["paths"], 32, tmp_path / "cache", workers=2
-    )
-    assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
-    assert unreadable == [str(tmp_path / "data" / "akita" / "broken.jpg")] and readable.sum() == 4
-    alpha = images[
-        [str(p) for p in data["paths"]].index(str(tmp_path / "data" / "beagle" / "alpha.png"))
-    ]
-    assert (alpha == 255).all()  # fully transparent → white background, not the hidden red
-
-
-def test_empty_class_folder_and_imageless_folder_are_clear_errors(tmp_path):
-    (tmp_path / "empty_class").mkdir()
-    _write_jpeg(tmp_path / "ok" / "x.jpg", np.random.default_rng(0))
-    with pytest.raises(ValueError, match="holds no images"):
-        dogs.load_dataset(tmp_path)
+def test_data_without_classes_is_one_line(tmp_path):
     (tmp_path / "nothing").mkdir()
-    with pytest.raises(ValueError, match="no class folders"):
-        dogs.load_dataset(tmp_path / "nothing")
-    with pytest.raises(SystemExit, match="^error: "):
+    with pytest.raises(SystemExit, match="^error: .*no class folders"):
         dogs.main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "run")])
-
-
-def test_baidu_layout_remaps_noncontiguous_ids_in_order_of_first_appearance(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = [("img1", "71"), ("img2", "3"), ("img3", "71"), ("img4", "120"), ("img5", "3")]
-    for image_id, _ in rows:
-        _write_jpeg(tmp_path / "train" / f"{image_id}.jpg", rng)
-    (tmp_path / "train.txt").write_text("".join(f"{i} {c} http://x/{i}\n" for i, c in rows))
-    data = dogs.load_dataset(tmp_path)
-    assert data["layout"] == "baidu"
-    assert data["classes"] == ["class_71", "class_3", "class_120"]
-    np.testing.assert_array_equal(data["labels"], [0, 1, 0, 2, 1])
-    assert data["paths"][3] == tmp_path / "train" / "img4.jpg" and not data["test_mask"].any()
-
-
-def test_stanford_layout_reads_mat_lists_and_keeps_official_split(tmp_path):
-    rng = np.random.default_rng(0)
-    train = ["n02085620-Chihuahua/n02085620_1.jpg", "n02085782-Japanese_spaniel/n02085782_1.jpg"]
-    test = ["n02085620-Chihuahua/n02085620_2.jpg"]
-    for name in train + test:
-        _write_jpeg(tmp_path / "Images" / name, rng)
-    for file_name, names, labels in (
-        ("train_list.mat", train, [1, 2]),
-        ("test_list.mat", test, [1]),
-    ):
-        savemat(
-            tmp_path / file_name,
-            {
-                "file_list": np.array([[np.array([n])] for n in names], dtype=object),
-                "labels": np.array(labels)[:, None],
-            },
-        )
-    data = dogs.load_dataset(tmp_path)
-    assert data["layout"] == "stanford" and data["classes"] == ["Chihuahua", "Japanese_spaniel"]
-    np.testing.assert_array_equal(data["labels"], [0, 1, 0])
-    np.testing.assert_array_equal(data["test_mask"], [False, False, True])
 
 
 def test_cache_is_reused_and_epochs_decode_nothing(tmp_path, monkeypatch):
@@ -252,13 +167,17 @@ def test_cache_is_reused_and_epochs_decode_nothing(tmp_path, monkeypatch):
             paths.append(tmp_path / f"c{c}" / f"{k}.jpg")
             _write_jpeg(paths[-1], rng)
     calls = []
-    real_decode = dogs.decode_image
+    real_decode = image_folders.decode_image
     monkeypatch.setattr(
-        dogs, "decode_image", lambda path, size: calls.append(path) or real_decode(path, size)
+        image_folders,
+        "decode_image",
+        lambda path, size: calls.append(path) or real_decode(path, size),
     )
-    images, _, _ = dogs.build_cache(paths, 71, tmp_path / "cache")
+    images, _, _ = image_folders.build_cache(paths, 71, tmp_path / "cache")
     assert len(calls) == 12
-    images, _, _ = dogs.build_cache(paths, 71, tmp_path / "cache")  # a rerun: same files, same size
+    images, _, _ = image_folders.build_cache(
+        paths, 71, tmp_path / "cache"
+    )  # a rerun: same files, same size
     batches = dogs.DogBatches(
         images,
         np.repeat(np.arange(3), 4),
@@ -285,7 +204,9 @@ def resumed_quick_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dogs")
     out, unlabelled = folder / "run", folder / "unlabelled"
     unlabelled.mkdir()
-    pool = dogs.write_synthetic_dogs(folder / "pool", seed=2017)  # the images --quick will draw
+    pool = image_folders.write_synthetic_classes(
+        folder / "pool", seed=2017
+    )  # the images --quick will draw
     for path in sorted((pool / "Images").rglob("*_20.jpg"))[:4]:
         shutil.copy(path, unlabelled / path.name)
     flags = [
@@ -389,7 +310,7 @@ def test_quick_run_writes_outputs_that_load(resumed_quick_run):
         "metrics.json",
         "classes.json",
         "history.csv",
-        "history.png",
+        "learning_curves.png",
         "per_class.csv",
         "confused_pairs.png",
         "run.json",
@@ -428,35 +349,6 @@ def test_predict_writes_top5_breeds_with_probabilities(resumed_quick_run, tmp_pa
     assert len(rows) == 4 and rows[0]["breed_1"].startswith("synthetic_breed_")
     probabilities = [float(rows[0][f"probability_{k}"]) for k in range(1, 6)]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-3
-
-
-def test_cache_writes_are_atomic_and_stale_partials_are_removed(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    paths = [tmp_path / "images" / f"{k}.jpg" for k in range(6)]
-    for path in paths:
-        _write_jpeg(path, rng)
-    dogs.build_cache(paths, 32, tmp_path / "done", workers=1)
-    stem = next((tmp_path / "done").glob("*.npy")).stem
-    real_decode, calls = dogs.decode_image, []
-
-    def ctrl_c_on_the_third(path, size):
-        calls.append(path)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_decode(path, size)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(dogs, "decode_image", ctrl_c_on_the_third)
-        with pytest.raises(KeyboardInterrupt):
-            dogs.build_cache(paths, 32, tmp_path / "interrupted", workers=1)
-    assert not list((tmp_path / "interrupted").iterdir())  # no partial file under any name
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    for name in (f".{stem}.k1ll3d.npy", f"{stem}.4242.partial.npy"):  # a SIGKILL's leftovers,
-        (killed / name).write_bytes(b"half")  # named as now and as older versions did
-    images, readable, _ = dogs.build_cache(paths, 32, killed, workers=1)
-    assert sorted(path.name for path in killed.iterdir()) == [f"{stem}.json", f"{stem}.npy"]
-    assert images.shape == (6, 32, 32, 3) and readable.all()
 
 
 def fake_run(folder, script="dogs_finetune", classes=None, model=b"not a zip"):
@@ -562,7 +454,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(dogs.runfolder, "open_run", interrupted)
-    monkeypatch.setattr(dogs.sys, "argv", ["dogs_finetune.py", "--quick"])
+    monkeypatch.setattr(sys, "argv", ["dogs_finetune.py", "--quick"])
     source = Path(dogs.__file__).read_text(encoding="utf-8")
     guard = source[source.index('\nif __name__ == "__main__":') :]
     namespace = {**vars(dogs), "__name__": "__main__"}
@@ -574,7 +466,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, refuses):
 @pytest.mark.recipe
 @pytest.mark.slow  # Xception at 299² through three stages: about a minute on 2 cores; CI runs -m recipe
 def test_default_recipe_at_299_trains_every_stage_evaluates_and_writes(tmp_path):
-    data = dogs.write_synthetic_dogs(tmp_path / "dogs", num_classes=2, per_class=6)
+    data = image_folders.write_synthetic_classes(tmp_path / "dogs", num_classes=2, per_class=6)
     metrics = dogs.main(
         [
             "--data",
@@ -644,3 +536,27 @@ def test_mixed_precision_keeps_both_heads_and_the_centre_loss_float32():
     assert backbone.get_layer("block1_conv1").compute_dtype == "bfloat16" and np.isfinite(loss)
     assert [keras.backend.standardize_dtype(output.dtype) for output in outputs] == ["float32"] * 3
     assert model.get_layer("l2").centers.embeddings.dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--quick"], {"image_size": 71, "epochs": 3, "steps_per_epoch": 8, "batch_size": 16}),
+        (["--quick", "--epochs", "3"], {"epochs": 3}),
+        (
+            ["--quick", "--epochs", "5", "--steps-per-epoch", "20"],
+            {"epochs": 5, "steps_per_epoch": 20},
+        ),
+        (
+            ["--quick", "--image-size", "299", "--batch-size", "32"],
+            {"image_size": 299, "batch_size": 32},
+        ),
+        ([], {"image_size": 299, "epochs": 30, "steps_per_epoch": 200, "batch_size": 32}),
+        (["train", "--image-size", "128"], {"image_size": 128, "command": "train"}),
+        (["predict", "--model", "RUN", "x.jpg"], {"command": "predict", "top": 5, "model": "RUN"}),
+    ],
+)
+def test_quick_changes_defaults_only(flags, expected):
+    """Issue #18: --quick sets defaults; a flag given explicitly always wins (71 px was forced)."""
+    args = dogs.parse_arguments(flags)
+    assert {name: getattr(args, name) for name in expected} == expected

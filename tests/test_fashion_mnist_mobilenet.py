@@ -133,11 +133,6 @@ def test_600_steps_cover_60000_samples_once_per_epoch():
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every pass
 
 
-def test_confusion_matrix_counts_true_by_predicted():
-    matrix = script.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], num_classes=3)
-    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
-
-
 @pytest.mark.backend
 def test_training_steps_on_256_real_images_lower_the_loss(real_images):
     x_train, y_train = real_images
@@ -463,6 +458,23 @@ def test_a_wrong_weights_file_is_one_line_and_writes_nothing(
     ],
 )
 def test_alpha_and_patience_flags(flags, expected):
+    args = script.parse_arguments(flags)
+    assert {name: getattr(args, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--quick"], {"size": 32, "epochs": 2, "batch_size": 64, "schedule": "cosine"}),
+        (["--quick", "--epochs", "3"], {"epochs": 3, "size": 32}),  # a flag given always wins
+        (["--quick", "--size", "56", "--batch-size", "100"], {"size": 56, "batch_size": 100}),
+        (["--quick", "--learning-rate", "0.01"], {"learning_rate": 0.01, "schedule": "cosine"}),
+        (["--quick", "--flip"], {"batch_size": 64}),
+        (["--flip"], {"batch_size": 100, "size": 56, "schedule": "constant"}),
+        (["train", "--flip", "--batch-size", "10"], {"batch_size": 10, "command": "train"}),
+    ],
+)
+def test_quick_changes_defaults_only(flags, expected):
     args = script.parse_arguments(flags)
     assert {name: getattr(args, name) for name in expected} == expected
 
