@@ -1,8 +1,9 @@
-"""cloze_lm.py throughput: training and prediction questions per second, with and without length bucketing.
+"""cloze_lm.py throughput: training and prediction questions a second, with and without bucketing.
 
-Questions are synthetic token ids whose left/right lengths are drawn from the shared CMRC 2017 validation questions
-(only their lengths are read; nothing is trained on them), capped like training (--max-side). Both variants run
-side by side in one process, so the ratio is fair even on a busy machine; absolute numbers are not.
+Questions are synthetic token ids whose left/right lengths are drawn from the shared CMRC 2017
+validation questions (only their lengths are read; nothing is trained on them), capped like training
+(--max-side). Both variants run side by side in one process, so the ratio is fair even on a busy
+machine; absolute numbers are not.
 
     python benchmarks/bench_cloze.py [--batches 6] [--max-side 250] [--batch-size 160]
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cloze_lm  # noqa: E402
+from common import cloze_data  # noqa: E402
 
 
 def synthetic_samples(lengths, max_side, rng, vocabulary=5000):
@@ -67,7 +69,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     try:
         lengths = [
-            (len(left), len(right)) for _, left, right, _ in cloze_lm.load_validation(args.valid)
+            (len(left), len(right)) for _, left, right, _ in cloze_data.load_validation(args.valid)
         ]
     except SystemExit:
         lengths = rng.integers(1, 400, (1000, 2)).tolist()
@@ -77,7 +79,7 @@ def main(argv=None):
     print(f"{'variant':<12}{'padded/real tokens':>20}{'train q/s':>12}{'predict q/s':>14}")
     rates = {}
     for bucket in (False, True):
-        batches = cloze_lm.ClozeBatches(
+        batches = cloze_data.ClozeBatches(
             samples, args.batch_size, rng=np.random.default_rng(1), bucket=bucket
         )
         model.train_on_batch(*batches[1])  # trace once outside the timing
@@ -100,9 +102,10 @@ def main(argv=None):
             f"{name:<12}{padding_ratio(batches):>20.3f}{trained:>12.1f}{predicted:>14.1f}",
             flush=True,
         )
+    bucketed, shuffled = rates["bucketed"], rates["shuffled"]
     print(
-        f"bucketing speed-up: training x{rates['bucketed'][0] / rates['shuffled'][0]:.2f}, "
-        f"prediction x{rates['bucketed'][1] / rates['shuffled'][1]:.2f} ({keras.backend.backend()} backend)"
+        f"bucketing speed-up: training x{bucketed[0] / shuffled[0]:.2f}, prediction "
+        f"x{bucketed[1] / shuffled[1]:.2f} ({keras.backend.backend()} backend)"
     )
 
 

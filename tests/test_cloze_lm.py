@@ -5,8 +5,6 @@ import csv
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,172 +13,8 @@ import numpy as np
 import pytest
 
 import cloze_lm
-from common import runs
-
-TOY = """1 ||| 小 猫 喜欢 鱼 。
-2 ||| XXXXX 也 喜欢 鱼 。
-3 ||| 小 狗 喜欢 骨头 。
-<qid_0> ||| XXXXX 也 喜欢 鱼 。
-1 ||| 兔子 爱 吃 萝卜 。
-2 ||| 兔子 说 ： XXXXX
-<qid_1> ||| 兔子 说 ： XXXXX
-"""
-TOY_ANSWERS = "<qid_0> ||| 小\n<qid_1> ||| 萝卜\n"
-CFT = """1 ||| 小 猫 钓 鱼 。
-2 ||| 小 猫 想 吃 XXXXX ||| 鱼
-1 ||| 轻 - 重 ， 上升 - 下沉 。
-2 ||| 上升 -XXXXX ||| 下沉
-"""
-# results/evaluate.py of ymcui/cmrc2017, ported to Python 3 (reload/setdefaultencoding removed), nothing else changed
-OFFICIAL_EVALUATE = r"""
-import sys
-prediction_file = open(sys.argv[1], 'rb')
-reference_file = open(sys.argv[2], 'rb')
-reference_dict = dict()
-reference_lines = reference_file.readlines()
-total_count = len(reference_lines)
-for line in reference_lines:
-    line = line.decode('utf-8').strip()
-    qid, answer = line.split(' ||| ')
-    reference_dict[qid] = answer
-right_count = 0
-for line in prediction_file.readlines():
-    line = line.decode('utf-8').strip()
-    line_segs = line.split(' ||| ')
-    if len(line_segs) == 1:
-        qid = line_segs[0]
-        answer = ''
-    else:
-        qid = line_segs[0]
-        answer = line_segs[1]
-    if answer == reference_dict[qid]:
-        right_count += 1
-accuracy = 100.0*right_count / total_count
-print(accuracy)
-"""
-
-
-def test_parser_returns_left_right_pairs_without_query_or_blank():
-    questions = cloze_lm.parse_doc_query(TOY)
-    assert [qid for qid, *_ in questions] == ["<qid_0>", "<qid_1>"]
-    (_, left0, right0), (_, left1, right1) = questions
-    assert left0 == "小 猫 喜欢 鱼 。".split()  # the query line is not part of the context
-    assert right0 == "也 喜欢 鱼 。 小 狗 喜欢 骨头 。".split()
-    assert all("XXXXX" not in side for _, left, right in questions for side in (left, right))
-    assert right1 == [cloze_lm.UNK_TOKEN]  # empty side
-
-
-def test_answers_parse_from_qid_lines():
-    assert cloze_lm.parse_answers(TOY_ANSWERS) == {"<qid_0>": "小", "<qid_1>": "萝卜"}
-
-
-def test_malformed_file_names_file_and_line():
-    with pytest.raises(ValueError, match=r"toy.doc_query:2: expected 'N \|\|\| tokens'"):
-        cloze_lm.parse_doc_query("1 ||| a XXXXX b\nbroken line\n<qid_0> ||| q\n", "toy.doc_query")
-    with pytest.raises(ValueError, match="exactly one XXXXX"):
-        cloze_lm.parse_doc_query("1 ||| a b\n<qid_0> ||| q\n", "toy.doc_query")
-
-
-def test_shared_validation_files_parse_with_answer_in_every_context(shared_data):
-    questions = cloze_lm.read_official(
-        shared_data / "cmrc2017" / "cloze.valid.doc_query",
-        shared_data / "cmrc2017" / "cloze.valid.answer",
-    )
-    assert len(questions) == 1000
-    assert all(answer in left + right for _, left, right, answer in questions)
-
-
-def test_cft_parser_writes_the_answer_back():
-    documents = cloze_lm.parse_cft(CFT)
-    assert len(documents) == 2
-    (tokens, position), (glued, glued_position) = documents
-    assert tokens[position] == "鱼" and "XXXXX" not in tokens
-    assert glued[glued_position] == "下沉" and glued[glued_position - 1] == "-"
-
-
-def test_shared_cft_file_parses(shared_data):
-    documents = cloze_lm.parse_cft(
-        (shared_data / "hfl-cft" / "cft.test.auto").read_text(encoding="utf-8")
-    )
-    assert len(documents) == 2706
-
-
-def test_cmrc2019_parser_drops_blank_markers_and_rejects_malformed_lines():
-    documents = cloze_lm.parse_cmrc2019(
-        "QUALIFY_0\t小猫说： … ，它很饿。 … \n\nDEV_1\t小狗……跑了。\n"
-    )
-    assert documents == [
-        ["小猫", "说", "：", "，", "它", "很", "饿", "。"],
-        ["小狗", "…", "…", "跑", "了", "。"],
-    ]
-    with pytest.raises(ValueError, match=r"p.tsv:2: expected 'context_id<TAB>passage'"):
-        cloze_lm.parse_cmrc2019("A\t小猫。\nno tab here\n", "p.tsv")
-
-
-@pytest.fixture(scope="module")
-def shared_sources(shared_data):
-    """CFT and CMRC 2019 documents, decontaminated against the 1,000 shared validation stories."""
-    validation = cloze_lm.load_validation(shared_data / "cmrc2017")
-    stories = set().union(*(cloze_lm.chinese_ngrams(l + [a] + r) for _, l, r, a in validation))
-    return cloze_lm.training_documents(["cft", "cmrc2019"], "nouns", shared_data, stories)
-
-
-def test_shared_cmrc2019_passages_become_documents_of_cft_size(shared_sources):
-    documents, _, dropped = shared_sources["cmrc2019"]
-    assert 2800 < len(documents) < 3300  # from 929 stories
-    mean = {name: np.mean([len(d) for d in kept]) for name, (kept, *_) in shared_sources.items()}
-    assert abs(mean["cmrc2019"] / mean["cft"] - 1) < 0.1  # 129.7 vs 131.9 tokens
-    assert min(map(len, documents)) >= cloze_lm.CMRC2019_TOKENS // 2
-    assert dropped == 0  # the data README: its passages that overlap the validation were removed
-
-
-def test_shared_cft_loses_the_documents_that_repeat_validation_stories(shared_sources):
-    documents, _, dropped = shared_sources["cft"]
-    assert 1 <= dropped <= 30  # 8 of 2,706 against the 1,000 shared validation stories
-    assert len(documents) == 2706 - dropped
-
-
-def test_training_file_holding_a_validation_story_is_cut_to_the_rest(tmp_path):
-    story = [
-        "小",
-        "兔子",
-        "在",
-        "森林",
-        "里",
-        "采",
-        "蘑菇",
-        "，",
-        "它",
-        "采",
-        "了",
-        "一",
-        "篮子",
-        "蘑菇",
-        "，",
-        "高高兴兴",
-        "地",
-        "回家",
-        "了",
-        "。",
-    ]
-    (tmp_path / "hfl-cft").mkdir()
-    (tmp_path / "cmrc2019").mkdir()
-    copied = f"1 ||| 从前 ， {' '.join(story)}\n2 ||| 兔子 采 了 XXXXX ||| 蘑菇\n"
-    (tmp_path / "hfl-cft" / "cft.test.auto").write_text(CFT + copied, encoding="utf-8")
-    (tmp_path / "cmrc2019" / "passages.tsv").write_text(  # other punctuation, same characters
-        "A\t小猫钓鱼，钓到了一条鱼。\nB\t那天，小兔子在森林里采蘑菇,它采了一篮子。\n",
-        encoding="utf-8",
-    )
-
-    def sizes(stories):
-        result = cloze_lm.training_documents(["cft", "cmrc2019"], "nouns", tmp_path, stories)
-        return {name: (len(documents), dropped) for name, (documents, _, dropped) in result.items()}
-
-    assert sizes(cloze_lm.chinese_ngrams(story)) == {"cft": (2, 1), "cmrc2019": (1, 1)}
-    assert sizes(set()) == {"cft": (3, 0), "cmrc2019": (2, 0)}  # a clean file loses none
-    result = cloze_lm.training_documents(["cft"], "nouns", tmp_path, cloze_lm.chinese_ngrams(story))
-    kept, _, _ = result["cft"]  # the rest, unchanged
-    assert kept == [[(word, "") for word in tokens] for tokens, _ in cloze_lm.parse_cft(CFT)]
+from common import cloze_data, runfolder, runs
+from common.datasets import load_peoples_daily
 
 
 @pytest.mark.parametrize(
@@ -199,8 +33,7 @@ def test_training_file_holding_a_validation_story_is_cut_to_the_rest(tmp_path):
 def test_bad_source_exits_with_one_line(tmp_path, sources, passages, message):
     (tmp_path / "cmrc2019").mkdir()
     (tmp_path / "cmrc2019" / "passages.tsv").write_text(passages, encoding="utf-8")
-    (tmp_path / "v.doc_query").write_text(TOY, encoding="utf-8")
-    (tmp_path / "v.answer").write_text(TOY_ANSWERS, encoding="utf-8")
+    valid = write_questions(tmp_path, "v", VALID_STORY)
     with pytest.raises(SystemExit, match=f"^error: {message}") as raised:
         cloze_lm.main(
             [
@@ -210,22 +43,12 @@ def test_bad_source_exits_with_one_line(tmp_path, sources, passages, message):
                 "--data",
                 str(tmp_path),
                 "--valid",
-                str(tmp_path / "v.doc_query"),
+                valid,
                 "--out",
                 str(tmp_path / "run"),
             ]
         )
     assert "\n" not in str(raised.value)
-
-
-def test_target_is_uniform_over_answer_positions_and_zero_at_padding():
-    target = cloze_lm.make_target(np.array([5, 3, 0, 0]), np.array([7, 3, 9, 0]), 3)
-    np.testing.assert_allclose(target, [0, 0.5, 0, 0, 0, 0.5, 0, 0])
-    assert target.sum() == pytest.approx(1.0)
-    with pytest.raises(ValueError):
-        cloze_lm.make_target(
-            np.array([5, 0]), np.array([7, 0]), 0
-        )  # padding never counts as the answer
 
 
 @pytest.mark.backend
@@ -243,26 +66,6 @@ def test_candidate_cross_entropy_leaves_out_positions_marked_minus_one():
         np.asarray(plain(full, logits)),
         atol=1e-5,
     )
-
-
-def test_training_batches_mark_non_candidates_but_never_the_answer():
-    sample = {
-        "qid": "q",
-        "left": np.array([5, 3], np.int32),
-        "right": np.array([7, 3], np.int32),
-        "keys": np.array([5, 3, 7, 3], np.int32),
-        "answer_key": 3,
-        "never": np.array([5, 3], np.int32),
-    }
-    (left, right), target = cloze_lm.ClozeBatches([sample, sample], 2, rng=None)[0]
-    width = left.shape[1]
-    row = np.concatenate([target[0, :2], target[0, width : width + 2]])
-    np.testing.assert_allclose(
-        row, [-1, 0.5, 0, 0.5]
-    )  # 5 blocked, the answer 3 kept although listed, 7 a candidate
-    assert (
-        target[0][np.concatenate([left[0], right[0]]) == 0] == 0
-    ).all()  # padding stays 0, not −1
 
 
 def test_pointer_sum_prefers_summed_probability_over_argmax_position():
@@ -308,26 +111,11 @@ def test_trainable_parameters_are_657536_with_frozen_table_and_trainable_unk():
     np.testing.assert_allclose(vectors[0, 2], 1)  # word vectors from the table
 
 
-def test_metric_equals_official_evaluate(tmp_path):
-    reference = ["<qid_0> ||| 小", "<qid_1> ||| 萝卜", "<qid_2> ||| 鱼", "<qid_3> ||| 猫"]
-    predictions = ["<qid_0> ||| 小", "<qid_1>", "<qid_2> ||| 鱼 "]  # a blank answer, a missing qid
-    (tmp_path / "pred").write_text("\n".join(predictions) + "\n", encoding="utf-8")
-    (tmp_path / "ref").write_text("\n".join(reference) + "\n", encoding="utf-8")
-    (tmp_path / "evaluate.py").write_text(OFFICIAL_EVALUATE)
-    official = subprocess.run(
-        [sys.executable, tmp_path / "evaluate.py", tmp_path / "pred", tmp_path / "ref"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert cloze_lm.official_accuracy(predictions, reference) == float(official) == 50.0
-
-
 def test_generator_blanks_only_words_repeated_elsewhere_and_one_blank_per_question():
-    paragraphs = cloze_lm.load_peoples_daily(with_tags=True)[:120]
+    paragraphs = load_peoples_daily(with_tags=True)[:120]
     documents = [
-        sum(paragraphs[i : i + cloze_lm.PD_PARAGRAPHS], [])
-        for i in range(0, 120, cloze_lm.PD_PARAGRAPHS)
+        sum(paragraphs[i : i + cloze_data.PD_PARAGRAPHS], [])
+        for i in range(0, 120, cloze_data.PD_PARAGRAPHS)
     ]
     documents.append([("猫", "n"), ("狗", "n"), ("猫", "n"), ("鱼", "n")])
     questions = cloze_lm.generate_questions(
@@ -338,29 +126,6 @@ def test_generator_blanks_only_words_repeated_elsewhere_and_one_blank_per_questi
         assert answer in left + right  # occurs elsewhere in the document
         assert "XXXXX" not in left + right and answer != "XXXXX"
     assert {answer for qid, *_, answer in questions if qid.startswith("gen20_")} == {"猫"}
-
-
-def test_bucketing_reduces_padding():
-    rng = np.random.default_rng(0)
-    samples = [
-        {
-            "left": np.ones(n, np.int32) * 2,
-            "right": np.ones(m, np.int32) * 2,
-            "keys": np.ones(n + m, np.int32) * 2,
-            "answer_key": 2,
-        }
-        for n, m in rng.integers(1, 300, (800, 2))
-    ]
-
-    def padded_per_real(bucket):
-        batches = cloze_lm.ClozeBatches(samples, 16, rng=np.random.default_rng(1), bucket=bucket)
-        shapes = [
-            (left.size + right.size)
-            for _, left, right, _ in (batches.arrays(i) for i in range(1, len(batches)))
-        ]
-        return sum(shapes) / sum(len(s["keys"]) for s in samples)
-
-    assert padded_per_real(True) < 0.8 * padded_per_real(False)
 
 
 # ------------------------------------------- the run folder: resume, reruns, bad input (issue #17)
@@ -408,8 +173,8 @@ TOY_STORY = " ".join(
 )
 VALID_STORY = "小 狗 和 兔子 在 河边 ， 小 狗 看见 了 鱼 ， 兔子 也 看见 了 鱼 ， 小 猫 来 了 。"
 INTERRUPTIONS = {  # Ctrl-C at the start of epoch 2; then after training, before metrics.json
-    "in epoch 2": (cloze_lm.Evaluator, "on_epoch_begin", lambda self, epoch, *_: epoch == 1),
-    "after training": (cloze_lm.runs, "plot_history", lambda *args: True),
+    "in epoch 2": (runfolder.Evaluator, "on_epoch_begin", lambda self, epoch, *_: epoch == 1),
+    "after training": (cloze_lm, "plot_learning_curves", lambda *args: True),
 }
 
 
@@ -421,8 +186,7 @@ def trained(tmp_path_factory):
     toy = write_questions(folder, "toy", TOY_STORY)
     valid = write_questions(folder, "valid", VALID_STORY)
     out = folder / "run"
-    argv = [
-        "train",
+    argv = [  # the bare command is the main job, training
         "--sources",
         "none",
         "--train",
@@ -475,6 +239,8 @@ def test_smoke_train_and_predict(trained, capsys):
         "model.keras",
         "metrics.json",
         "history.csv",
+        "learning_curves.png",
+        "selection.json",
         "valid.predictions",
         "vocabulary.txt",
     ):
@@ -504,40 +270,13 @@ def test_interrupted_run_resumes_without_repeating_an_epoch_and_keeps_the_best(t
     # every 2 batches, counted across the resume as without one
     evaluations = [(entry["epoch"], entry["at"]) for entry in selection["log"]]
     assert evaluations == [(1, "batch 2"), (1, "end"), (2, "batch 1"), (2, "end")]
+    seen = [entry["questions"] for entry in selection["log"]]  # training questions, batch 4
+    count = trained.metrics["recipe"]["training_questions"]
+    assert seen == [min(8, count), count, min(16, 2 * count), 2 * count]
     best = max(entry["selection_accuracy"] for entry in selection["log"])
     assert selection["best"] == trained.metrics["selected"]
     assert selection["best"]["selection_accuracy"] == best
     assert trained.metrics["selection_accuracy"] == pytest.approx(best)  # model.keras is the best
-
-
-def test_selection_keeps_the_best_model_across_a_resume(tmp_path, monkeypatch):
-    scores = iter([40.0, 60.0, 50.0, 70.0])
-    monkeypatch.setattr(cloze_lm, "predict_answers", lambda *args, **kwargs: {})
-    monkeypatch.setattr(cloze_lm, "accuracy", lambda *args: next(scores))
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
-
-    def evaluator(epoch):  # a new process
-        callback = cloze_lm.Evaluator([], [], tmp_path, 0)
-        callback.set_model(model)
-        callback.set_params({"steps": 3})
-        callback.on_epoch_begin(epoch)
-        return callback
-
-    def evaluate(callback, epoch, weight):  # the model's weight tells which evaluation it was
-        model.layers[0].kernel.assign([[weight]])
-        return callback.evaluate(epoch, "end")
-
-    def kept():
-        model = cloze_lm.Evaluator([], [], tmp_path, 0).best_model(tmp_path / "model.keras")
-        return float(keras.ops.convert_to_numpy(model.layers[0].kernel)[0, 0])
-
-    first = evaluator(0)
-    assert [evaluate(first, 0, 1.0), evaluate(first, 1, 2.0)] == [40.0, 60.0]  # Ctrl-C in epoch 3
-    resumed = evaluator(1)  # epoch 2 is trained again
-    assert evaluate(resumed, 1, 3.0) == 50.0 and kept() == 2.0  # the model that scored 60 is kept
-    assert resumed.state["log"][1]["interrupted"] and "interrupted" not in resumed.state["log"][0]
-    assert evaluate(resumed, 2, 4.0) == 70.0 and kept() == 4.0
-    assert [p.name for p in (tmp_path / "backup").iterdir()] == ["selected-4.keras"]
 
 
 def test_finished_run_is_reported_and_not_trained_again(trained, capsys):
@@ -631,7 +370,7 @@ def bad_input(case, tmp_path, trained):
         ("a weights file as the model", "x.weights.h5: not a run folder of cloze_lm"),
         ("missing model", "missing: no such file or folder"),
         ("unfinished run", "the run has no metrics.json yet"),
-        ("damaged model.keras", r"model.keras: does not load \(\w+\)"),
+        ("damaged model.keras", r"cannot load \S*model.keras \(\w+"),
         ("empty questions file", "empty.doc_query: holds no questions"),
         ("malformed questions file", r"bad.doc_query:2: expected 'N \|\|\| tokens'"),
         ("missing questions file", "No such file or directory"),
@@ -673,24 +412,34 @@ def test_mixed_precision_keeps_the_pointer_logits_and_loss_float32():
     assert probabilities[0, 2:4].sum() < 1e-6  # padding keeps no mass
 
 
-def test_training_batches_split_evenly_across_devices():
-    samples = [{"left": [1] * (k % 7 + 1), "right": [2]} for k in range(23)]
-    batches = cloze_lm.ClozeBatches(samples, 9, rng=np.random.default_rng(0), devices=3)
-    assert sorted(len(batch) for batch in batches.batches) == [
-        3,
-        9,
-        9,
-    ]  # 9 + 9 + 5: the last drops 2 rows
-    assert sorted(len(batch) for batch in cloze_lm.ClozeBatches(samples, 9).batches) == [
-        5,
-        9,
-        9,
-    ]  # evaluation
-
-
 def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
     with pytest.raises(
         SystemExit, match=r"^error: --devices 64: (only \d|data-parallel training needs)"
     ):
         cloze_lm.main(["train", "--devices", "64", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------- one command grammar (issue #18)
+def test_quick_changes_defaults_only_and_a_given_flag_wins():
+    quick = cloze_lm.parse_arguments(["--quick"])
+    assert (quick.command, quick.epochs, quick.eval_every, quick.max_side) == ("train", 2, 0, 60)
+    assert (quick.questions_per_document, quick.max_questions, quick.w2v_epochs) == (6, 4000, 5)
+    assert cloze_lm.parse_arguments(["--quick", "--epochs", "3"]).epochs == 3
+    given = cloze_lm.parse_arguments(
+        ["train", "--quick", "--eval-every", "100", "--max-side", "250"]
+    )
+    assert (given.eval_every, given.max_side, given.epochs) == (100, 250, 2)
+    full = cloze_lm.parse_arguments([])
+    assert (full.epochs, full.eval_every, full.max_side, full.max_questions) == (30, 100, 250, None)
+    assert (full.questions_per_document, full.w2v_epochs) == (20, 10)
+    assert full.sources == ["cft", "cmrc2019", "pd"]  # chosen on the selection half (issue #15)
+
+
+def test_verbs_are_predict_and_baselines():
+    assert (
+        cloze_lm.parse_arguments(["predict", "--model", "run", "q.doc_query"]).command == "predict"
+    )
+    assert cloze_lm.parse_arguments(["baselines"]).command == "baselines"
+    with pytest.raises(SystemExit):
+        cloze_lm.parse_arguments(["predict", "q.doc_query"])  # --model is required

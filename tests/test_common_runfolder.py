@@ -253,3 +253,36 @@ def test_run_job_reports_a_finished_run_without_running_the_job(tmp_path):
     assert runfolder.run_job("script", args, job) == "trained"
     assert runfolder.run_job("script", args, job)["epochs"] == 2  # the finished run's metrics
     assert calls == ["new"]
+
+
+def test_evaluator_keeps_the_best_model_across_a_resume(tmp_path):
+    """Moved from tests/test_cloze_lm.py with the Evaluator (issue #18)."""
+    import keras
+
+    scores = iter([40.0, 60.0, 50.0, 70.0])
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+
+    def evaluator(epoch):  # a new process
+        callback = runfolder.Evaluator(lambda model: next(scores), tmp_path, 0)
+        callback.set_model(model)
+        callback.set_params({"steps": 3})
+        callback.on_epoch_begin(epoch)
+        return callback
+
+    def evaluate(callback, epoch, weight):  # the model's weight tells which evaluation it was
+        model.layers[0].kernel.assign([[weight]])
+        return callback.evaluate(epoch, "end")
+
+    def kept():
+        model = runfolder.Evaluator(lambda model: next(scores), tmp_path, 0).best_model(
+            tmp_path / "model.keras"
+        )
+        return float(keras.ops.convert_to_numpy(model.layers[0].kernel)[0, 0])
+
+    first = evaluator(0)
+    assert [evaluate(first, 0, 1.0), evaluate(first, 1, 2.0)] == [40.0, 60.0]  # Ctrl-C in epoch 3
+    resumed = evaluator(1)  # epoch 2 is trained again
+    assert evaluate(resumed, 1, 3.0) == 50.0 and kept() == 2.0  # the model that scored 60 is kept
+    assert resumed.state["log"][1]["interrupted"] and "interrupted" not in resumed.state["log"][0]
+    assert evaluate(resumed, 2, 4.0) == 70.0 and kept() == 4.0
+    assert [p.name for p in (tmp_path / "backup").iterdir()] == ["selected-4.keras"]
