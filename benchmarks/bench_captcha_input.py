@@ -1,10 +1,10 @@
-"""Data feed vs model: captchas per second from generation (worker processes) and from the cached pool's batches,
-against the Xception training step, measured side by side in one run, printed as ratios.
+"""Data feed vs model: captchas/s of generation (worker processes) and of the cached pool's
+batches, against the Xception training step, measured side by side, printed as ratios.
 
-Generation runs once per run (the pool is cached as .npz); per epoch only the cached batches are read. The feed
-must stay well ahead of the model, so that a GPU (10-50x faster than this CPU) is not starved.
+Generation runs once per run (the pool is cached as .npz); each epoch only reads the cached batches.
+The feed must stay well ahead of the model, so that a GPU (10-50x faster than a CPU) is not starved.
 
-    python benchmarks/bench_captcha_input.py [--captchas 2000] [--workers 2] [--batch-size 100] [--steps 3]
+    python benchmarks/bench_captcha_input.py [--captchas 2000] [--workers 2] [--batch-size 100]
 """
 
 import argparse
@@ -15,48 +15,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from timing import best_seconds  # noqa: E402
 
 import captcha_xception as script  # noqa: E402
+from common import captchas  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--captchas",
-        type=int,
-        default=2000,
-        help="captchas generated per timing (default %(default)s)",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="generator processes (default %(default)s)"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=100,
-        help="batch size, the article's 100 (default %(default)s)",
-    )
-    parser.add_argument(
-        "--steps", type=int, default=3, help="timed Xception training steps (default %(default)s)"
-    )
-    parser.add_argument(
-        "--backbone",
-        default="xception",
-        choices=sorted(script.INPUT_SIZE),
-        help="model to time (default %(default)s)",
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=2, help="best of this many timings (default %(default)s)"
-    )
+    add = parser.add_argument
+    add("--captchas", type=int, default=2000, help="captchas per timing (default %(default)s)")
+    add("--workers", type=int, default=2, help="generator processes (default %(default)s)")
+    add("--batch-size", type=int, default=100, help="the article's 100 (default %(default)s)")
+    add("--steps", type=int, default=3, help="timed training steps (default %(default)s)")
+    backbones = sorted(script.INPUT_SIZE)
+    add("--backbone", default="xception", choices=backbones, help="default %(default)s")
+    add("--repeats", type=int, default=2, help="best of this many timings (default %(default)s)")
     args = parser.parse_args(argv)
     size = script.INPUT_SIZE[args.backbone]
 
     one_worker = best_seconds(
-        lambda: script.generate_captchas(args.captchas, 0, size=size, workers=1), args.repeats
+        lambda: captchas.generate_captchas(args.captchas, 0, size=size, workers=1), args.repeats
     )
     many_workers = best_seconds(
-        lambda: script.generate_captchas(args.captchas, 0, size=size, workers=args.workers),
+        lambda: captchas.generate_captchas(args.captchas, 0, size=size, workers=args.workers),
         args.repeats,
     )
-    images, labels = script.generate_captchas(args.captchas, 0, size=size, workers=args.workers)
+    images, labels = captchas.generate_captchas(args.captchas, 0, size=size, workers=args.workers)
     batches = script.CaptchaBatches(images, labels, args.batch_size, shuffle=True)
     feed_seconds = best_seconds(lambda: [batches[k] for k in range(len(batches))], args.repeats)
 

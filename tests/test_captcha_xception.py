@@ -12,61 +12,7 @@ import pytest
 from PIL import Image
 
 import captcha_xception as script
-from common import runfolder, runs
-
-
-# ---------------------------------------------------------------------------------------------------- labels
-def test_label_is_the_last_four_characters_of_the_stem():
-    assert script.label_from_path("sample/xxxxabcd.jpg") == [0, 1, 2, 3]
-    assert script.label_from_path("abcd.jpg") == [0, 1, 2, 3]
-
-
-def test_zzzz_gives_25_at_every_position():
-    assert script.label_from_path("zzzz.jpg") == [25, 25, 25, 25]
-
-
-def test_label_mapping_is_ord_minus_ord_a():
-    assert script.encode_label("qwer") == [ord(c) - ord("a") for c in "qwer"]
-
-
-@pytest.mark.parametrize("name", ["abcD.jpg", "ab1d.jpg", "abc.jpg", "ab d.png"])
-def test_labels_with_characters_outside_the_charset_are_rejected(name):
-    with pytest.raises(ValueError):
-        script.label_from_path(name)
-
-
-# ------------------------------------------------------------------------------------------------ generator
-def test_generator_is_deterministic_per_seed_whatever_the_worker_count(monkeypatch):
-    monkeypatch.setattr(
-        script, "CHUNK", 3
-    )  # several chunks, so the two workers really split the work
-    images, labels = script.generate_captchas(7, seed=5, workers=1)
-    again_images, again_labels = script.generate_captchas(7, seed=5, workers=2)
-    assert images.shape == (7, 50, 120, 3) and images.dtype == np.uint8 and labels.shape == (7, 4)
-    np.testing.assert_array_equal(images, again_images)
-    np.testing.assert_array_equal(labels, again_labels)
-    other_images, _ = script.generate_captchas(7, seed=6, workers=1)
-    assert not np.array_equal(images, other_images)
-
-
-def test_train_validation_and_test_use_disjoint_seeds():
-    seeds = {role: {script.chunk_seed(2017, role, k) for k in range(200)} for role in script.ROLES}
-    assert all(len(part) == 200 for part in seeds.values())
-    assert not (
-        seeds["train"] & seeds["validation"]
-        or seeds["train"] & seeds["test"]
-        or seeds["validation"] & seeds["test"]
-    )
-    train, _ = script.generate_captchas(3, seed=1, role="train", workers=1)
-    test, _ = script.generate_captchas(3, seed=1, role="test", workers=1)
-    assert not any(np.array_equal(a, b) for a in train for b in test)
-
-
-def test_variable_length_labels_are_padded_with_minus_one():
-    _, labels = script.generate_captchas(12, seed=0, length=(2, 3), workers=1)
-    lengths = np.sum(labels >= 0, axis=1)
-    assert labels.shape == (12, 3) and set(lengths) <= {2, 3}
-    assert all(np.all(row[n:] == script.PAD) for row, n in zip(labels, lengths))
+from common import captchas, runfolder, runs
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -86,10 +32,7 @@ def test_xception_refuses_input_shape_50x120_but_builds_from_input_tensor(xcepti
         keras.applications.Xception(weights=None, include_top=False, input_shape=(50, 120, 3))
     # the script's model is built with input_tensor=Input((50, 120, 3)), which skips the 71-pixel check
     assert xception_model.input_shape == (None, 50, 120, 3)
-    assert xception_model.get_layer("head_dropout_1").input.shape == (
-        None,
-        2048,
-    )  # the pooled feature
+    assert xception_model.get_layer("head_dropout_1").input.shape == (None, 2048)  # pooled feature
 
 
 def test_the_four_heads_are_independent_layers(xception_model):
@@ -137,8 +80,8 @@ def test_ctc_greedy_decode_merges_repeats_and_drops_blanks():
     probabilities = np.full((1, len(path), 27), 0.01, np.float32)
     probabilities[0, np.arange(len(path)), path] = 0.9
     decoded = script.ctc_greedy_decode(probabilities)
-    assert script.decode_label(decoded[0]) == "abbz"
-    assert decoded.shape == (1, len(path)) and np.all(decoded[0, 4:] == script.PAD)
+    assert captchas.decode_label(decoded[0]) == "abbz"
+    assert decoded.shape == (1, len(path)) and np.all(decoded[0, 4:] == captchas.PAD)
 
 
 @pytest.mark.backend
@@ -166,42 +109,8 @@ def test_ctc_head_trains_and_decodes_on_this_backend():
 
 # ------------------------------------------------------------------------------------------------------ data
 def write_captcha(path, text):
-    image, _ = script.generate_captchas(1, seed=len(text), workers=1)
+    image, _ = captchas.generate_captchas(1, seed=len(text), workers=1)
     Image.fromarray(image[0]).resize((129, 53)).save(path)
-
-
-def test_data_folder_skips_bad_files_and_splits_90_10(tmp_path, capsys):
-    texts = ["abcd", "wxyz", "hell", "owor", "ldab", "cdef", "ghij", "klmn", "opqr", "stuv"]
-    for k, text in enumerate(texts):
-        write_captcha(tmp_path / f"{k:04d}{text}.jpg", text)
-    write_captcha(tmp_path / "ab1d.jpg", "abcd")  # a digit outside the charset
-    (tmp_path / "noteabcd.jpg").write_text("not an image")
-    args = script.parse_arguments(["--data", str(tmp_path), "--backbone", "small"])
-    data, source, unsaved = script.load_data(args, (50, 120), tmp_path / "cache")
-    assert source["skipped_files"] == 2 and unsaved == {} and not (tmp_path / "cache").exists()
-    assert "skipped 2 of 12 files" in capsys.readouterr().err
-    labels = [tuple(row) for role in script.ROLES for row in data[role][1]]
-    assert sorted(labels) == sorted(
-        tuple(script.encode_label(text)) for text in texts
-    )  # disjoint, union = all
-    assert len(data["test"][0]) == 1 and len(data["train"][0]) + len(data["validation"][0]) == 9
-    assert data["train"][0].shape[1:] == (50, 120, 3)
-
-
-@pytest.mark.parametrize("damage", [b"", b"not an npz", "half"])
-def test_an_unreadable_captcha_cache_is_made_again(tmp_path, capsys, damage):
-    def cached():
-        return script.cached_captchas(tmp_path, 3, 0, "test", script.CHARSET, (4, 4), (50, 120), 1)
-
-    images, labels, path = cached()
-    assert path is not None and not path.exists()  # written only once the run has begun
-    script.save_captchas(path, images, labels, script.CHARSET)
-    assert cached()[2] is None  # read back, not generated
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if damage == "half" else damage)
-    again_images, again_labels, again_path = cached()
-    assert again_path == path and "unreadable cache" in capsys.readouterr().err
-    np.testing.assert_array_equal(again_images, images)  # the same seed makes the same captchas
-    np.testing.assert_array_equal(again_labels, labels)
 
 
 def test_variable_length_needs_the_ctc_head():
@@ -213,49 +122,26 @@ def test_variable_length_needs_the_ctc_head():
 
 
 # ------------------------------------------------------------------------- smoke run, resume, rerun
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt  # what Ctrl-C raises
-
-
-def interrupted_fit(*data, callbacks=(), **options):
-    """runfolder.fit with a Ctrl-C at the start of the second epoch."""
-    return REAL_FIT(*data, callbacks=[*callbacks, InterruptAt(1)], **options)
-
-
 def history_epochs(path):
     with open(path, newline="") as handle:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
 REAL_FIT = runfolder.fit
-RUN = [
-    "--recipe",
-    "cpu",
-    "--train-size",
-    "64",
-    "--validation-size",
-    "16",
-    "--test-size",
-    "16",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "32",
-    "--workers",
-    "1",
-]
+RUN = "--recipe cpu --train-size 64 --validation-size 16 --test-size 16 --epochs 2 --batch-size 32 --workers 1".split()
+
+
+OUTPUTS = "model.keras metrics.json history.csv learning_curves.png test_predictions.png".split()
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, interrupt_at):
     """--recipe cpu (the small CNN, cosine decay) on 64 captchas, interrupted (Ctrl-C) as epoch 2
     starts, its test-set cache emptied, then run to the end."""
+
+    def interrupted_fit(*data, callbacks=(), **options):
+        return REAL_FIT(*data, callbacks=[*callbacks, interrupt_at(1)], **options)
+
     out = tmp_path_factory.mktemp("captcha") / "run"
     argv = [*RUN, "--out", str(out)]
     with pytest.MonkeyPatch.context() as patch:
@@ -269,13 +155,7 @@ def finished_run(tmp_path_factory):
 
 def test_main_smoke_run_resumes_and_keeps_the_best_epoch(finished_run):
     out, _, metrics, interrupted = finished_run
-    for name in (
-        "model.keras",
-        "metrics.json",
-        "history.csv",
-        "learning_curves.png",
-        "test_predictions.png",
-    ):
+    for name in OUTPUTS:
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
     assert interrupted == [0] and history_epochs(out / "history.csv") == [0, 1]  # no epoch twice
@@ -322,7 +202,7 @@ def test_predict_reads_images_from_the_run_folder_or_its_model(finished_run, tmp
     texts = script.main(["predict", "--model", str(out / "model.keras"), *map(str, images)])
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(texts) == 2 and all(
-        len(text) == 4 and set(text) <= set(script.CHARSET) for text in texts
+        len(text) == 4 and set(text) <= set(captchas.CHARSET) for text in texts
     )
     assert printed == [f"{path}\t{text}" for path, text in zip(images, texts)]
     assert script.main(["predict", "--model", str(out), *map(str, images)]) == texts
@@ -331,8 +211,12 @@ def test_predict_reads_images_from_the_run_folder_or_its_model(finished_run, tmp
 def test_a_finished_run_is_reported_and_not_trained_again(finished_run, monkeypatch, capsys):
     out, argv, _, _ = finished_run
     before = {path: path.stat().st_mtime_ns for path in out.rglob("*")}
-    for name in ("generate_captchas", "build_model", "train"):
-        monkeypatch.setattr(script, name, None)  # calling any of them would fail
+    for module, name in (
+        (captchas, "generate_captchas"),
+        (script, "build_model"),
+        (script, "train"),
+    ):
+        monkeypatch.setattr(module, name, None)  # calling any of them would fail
     metrics = script.main(argv)
     assert "holds a finished run" in capsys.readouterr().out
     assert metrics == json.loads((out / "metrics.json").read_text())
@@ -464,6 +348,11 @@ TRAIN_BAD_INPUTS = [  # (case, extra flags or a function making them, message)
     ("workers 0", ["--workers", "0"], "--workers: 0 is not a positive integer"),
     ("length 6-4", ["--length", "6-4"], "need 1 <= MIN <= MAX"),
     ("variable length, softmax", ["--length", "4-6"], "needs --head ctc"),
+    (
+        "variable length, --data",
+        lambda t: [*few_images(t), "--head", "ctc", "--length", "4-6"],
+        "needs --head ctc and generated captchas",
+    ),
     ("repeated charset", ["--charset", "aab"], "without repeated characters"),
     ("quick and another recipe", ["--quick"], "--quick is --recipe quick"),
     ("devices x", ["--devices", "x"], "give a positive number or 'all'"),
@@ -486,7 +375,7 @@ def test_bad_input_is_one_line_and_touches_nothing(
     assert not (tmp_path / "r").exists()
 
 
-# ------------------------------------------------------------------------------- named recipes (issue #14)
+# ------------------------------------------------------------- named recipes (issue #14), grammar (#18)
 @pytest.mark.parametrize(
     "flags, expected",
     [
@@ -501,6 +390,10 @@ def test_bad_input_is_one_line_and_touches_nothing(
             },
         ),
         (
+            ["--backbone", "cnn2016"],
+            {"epochs": 30, "batch_size": 256, "learning_rate": 1e-3, "recipe": None},
+        ),
+        (
             ["--quick"],
             {
                 "backbone": "small",
@@ -509,6 +402,14 @@ def test_bad_input_is_one_line_and_touches_nothing(
                 "train_size": 30_000,
                 "recipe": "quick",
             },
+        ),
+        (
+            ["--quick", "--backbone", "xception"],
+            {"backbone": "xception", "epochs": 4, "batch_size": 64, "test_size": 2_000},
+        ),
+        (
+            ["--recipe", "quick"],
+            {"backbone": "small", "epochs": 4, "recipe": "quick", "quick": False},
         ),
         (
             ["--recipe", "cpu"],
@@ -526,18 +427,7 @@ def test_bad_input_is_one_line_and_touches_nothing(
         ),
         (["--recipe", "cpu", "--head", "ctc"], {"backbone": "small", "head": "ctc", "epochs": 12}),
         (
-            [
-                "--recipe",
-                "cpu",
-                "--epochs",
-                "3",
-                "--schedule",
-                "constant",
-                "--backbone",
-                "xception",
-                "--train-size",
-                "5",
-            ],
+            "--recipe cpu --epochs 3 --schedule constant --backbone xception --train-size 5".split(),
             {
                 "backbone": "xception",
                 "epochs": 3,
@@ -546,6 +436,10 @@ def test_bad_input_is_one_line_and_touches_nothing(
                 "batch_size": 64,
             },
         ),
+        (
+            ["train", "--recipe", "cpu", "--epochs", "12"],
+            {"command": "train", "epochs": 12, "schedule": "cosine"},
+        ),
     ],
 )
 def test_recipes_set_defaults_and_explicit_flags_win(flags, expected):
@@ -553,29 +447,52 @@ def test_recipes_set_defaults_and_explicit_flags_win(flags, expected):
     assert {name: getattr(args, name) for name in expected} == expected
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--quick", "--epochs", "3"],
+        ["--epochs", "3", "--quick"],
+        ["train", "--quick", "--epochs", "3"],
+    ],
+)
+def test_quick_changes_defaults_only_and_the_bare_command_trains(flags):
+    args = script.parse_arguments(flags)
+    assert (args.command, args.epochs, args.train_size, args.backbone) == (
+        "train",
+        3,
+        30_000,
+        "small",
+    )
+    assert (
+        script.parse_arguments(["--quick", "--epochs", "4", "--train-size", "90000"]).train_size
+        == 90_000
+    )
+
+
+def test_predict_is_a_verb_with_its_own_flags_listed_in_help(capsys):
+    args = script.parse_arguments(["predict", "--model", "run", "a.png", "b.png"])
+    assert (args.command, args.model, args.images, args.charset) == (
+        "predict",
+        "run",
+        ["a.png", "b.png"],
+        None,
+    )
+    with pytest.raises(SystemExit) as raised:
+        script.parse_arguments(["--help"])
+    assert raised.value.code == 0 and "predict: read captchas" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.parse_arguments(
+            ["predict", "--quick", "--model", "run", "a.png"]
+        )  # not a predict flag
+
+
 # ------------------------------------------------ default recipe, mixed precision, several devices (issue #19)
 @pytest.mark.recipe
 @pytest.mark.slow  # about a minute on 2 shared cores (Xception's training step built and compiled); CI: -m recipe
 def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(tmp_path):
     """Xception at 50×120 with 4 softmax heads, batches of 100, constant Adam: one batch of generated captchas."""
-    metrics = script.main(
-        [
-            "--train-size",
-            "6",
-            "--validation-size",
-            "4",
-            "--test-size",
-            "5",
-            "--epochs",
-            "1",
-            "--weights",
-            "none",
-            "--workers",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    flags = "--train-size 6 --validation-size 4 --test-size 5 --epochs 1 --weights none --workers 1"
+    metrics = script.main([*flags.split(), "--out", str(tmp_path)])
     assert (metrics["backbone"], metrics["head"], metrics["input_size"], metrics["batch_size"]) == (
         "xception",
         "softmax",
@@ -584,18 +501,14 @@ def test_default_recipe_trains_evaluates_and_writes_on_tiny_data(tmp_path):
     )
     assert metrics["parameters"] == 21_074_576 and metrics["devices"] == 1
     assert len(metrics["test_position_accuracy"]) == 4
-    for name in (
-        "model.keras",
-        "metrics.json",
-        "history.csv",
-        "learning_curves.png",
-        "test_predictions.png",
-    ):
+    for name in OUTPUTS:
         assert (tmp_path / name).is_file(), name
 
 
 def test_ctc_position_accuracy_covers_the_label_positions_not_the_time_steps():
-    predictions = np.full((2, 15), script.PAD)  # the CTC decoder's width: one column per time step
+    predictions = np.full(
+        (2, 15), captchas.PAD
+    )  # the CTC decoder's width: one column per time step
     predictions[:, :4] = [[0, 1, 2, 3], [0, 1, 2, 9]]
     accuracy, positions = script.string_accuracy(predictions, [[0, 1, 2, 3], [0, 1, 2, 3]])
     assert accuracy == 0.5 and positions.tolist() == [1, 1, 1, 0.5]
