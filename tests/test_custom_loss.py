@@ -1,5 +1,5 @@
-"""custom_loss.py: the article's identities (spec "Testable properties" 4), both forms of each loss, the evaluation
-helpers, and short real runs of the three experiments."""
+"""custom_loss.py: the article's identities (spec "Testable properties" 4), both forms of each loss, the data, the
+command grammar, and short real runs of the three experiments (the measures: test_common_evaluation.py)."""
 
 import csv
 import json
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import custom_loss
+from common import evaluation
 
 backend = pytest.mark.backend
 
@@ -139,7 +140,7 @@ def test_triplet_encoders_give_the_cosines_of_the_training_model():
     (question, right, wrong), _ = triplet_inputs()
     cosines = [
         np.sum(
-            custom_loss.cosine_matrix(
+            evaluation.cosine_matrix(
                 question_encoder.predict(question, verbose=0),
                 answer_encoder.predict(answer, verbose=0),
             )
@@ -189,7 +190,7 @@ def test_center_lookup_returns_row_y():
 
 def tiny_center(form, seed=0):
     keras.utils.set_random_seed(seed)
-    return custom_loss.build_center_models(feature_dim=4, form=form)
+    return custom_loss.build_classifier(feature_dim=4, form=form)
 
 
 def center_batch(count=16, seed=0, classes=(1, 3)):
@@ -261,41 +262,7 @@ def test_center_prediction_model_needs_no_label():
     assert feature_model.predict(images, verbose=0).shape == (4, 4)
 
 
-# ---- evaluation helpers and data -----------------------------------------------------------------------------------
-def test_ranking_metrics_perfect_and_constant_scorers():
-    candidates = custom_loss.candidate_sets(150, np.random.default_rng(0))
-    assert custom_loss.ranking_metrics(np.eye(150), candidates) == {"recall_at_1": 1.0, "mrr": 1.0}
-    constant = custom_loss.ranking_metrics(
-        np.zeros((150, 150)), candidates
-    )  # ties: the random baseline exactly
-    assert constant["recall_at_1"] == pytest.approx(0.01)
-    assert constant["mrr"] == pytest.approx(np.mean(1 / np.arange(1, 101)))
-
-
-def test_candidate_sets_start_with_the_right_answer_and_are_distinct():
-    candidates = custom_loss.candidate_sets(120, np.random.default_rng(1))
-    assert candidates.shape == (120, 100) and (candidates[:, 0] == np.arange(120)).all()
-    assert all(len(set(row)) == 100 for row in candidates)
-
-
-def test_calibration_of_known_predictions():
-    probabilities = np.array([[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.6, 0.4]])
-    result = custom_loss.calibration(probabilities, np.array([0, 0, 0, 1]))
-    assert result["accuracy"] == 0.75 and result["mean_max_probability"] == pytest.approx(0.775)
-    assert result["ece"] == pytest.approx(0.5 * 0.05 + 0.5 * 0.1)  # two bins: |1−.95| and |.5−.6|
-
-
-def test_center_ratio_is_scale_invariant_and_shrinks_with_tighter_classes():
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 50)
-    means = np.array([[0, 0], [10, 0], [0, 10]])
-    loose, tight = (means[labels] + spread * rng.normal(size=(150, 2)) for spread in (3, 1))
-    assert custom_loss.center_ratio(tight, labels) < custom_loss.center_ratio(loose, labels)
-    assert custom_loss.center_ratio(5 * loose, labels) == pytest.approx(
-        custom_loss.center_ratio(loose, labels)
-    )
-
-
+# ---- data ---------------------------------------------------------------------------------------------------------
 def test_sentence_pairs_stay_inside_a_paragraph():
     paragraphs = [["甲", "。", "乙", "！", "丙"], ["丁", "。"], ["戊", "？", "己", "。"]]
     questions, answers, groups = custom_loss.sentence_pairs(paragraphs)
@@ -304,11 +271,89 @@ def test_sentence_pairs_stay_inside_a_paragraph():
     assert groups.tolist() == [0, 0, 2]
 
 
+# ---- command grammar (issue #18) ----------------------------------------------------------------
+def test_quick_changes_defaults_only():
+    parse = custom_loss.parse_arguments
+    assert parse(["--quick", "--epochs", "3"]).epochs == 3
+    assert parse(["triplet", "--epochs", "10", "--quick"]).epochs == 10
+    assert parse(["--quick"]).epochs == custom_loss.QUICK_EPOCHS
+    assert parse(["center", "--quick"]).epochs == custom_loss.QUICK_EPOCHS
+    assert parse(["center"]).epochs == custom_loss.EPOCHS
+
+
+@pytest.mark.parametrize(
+    "argv, command, batch_size",
+    [
+        ([], "train", None),
+        (["train"], "train", None),
+        (["smoothing"], "smoothing", 128),
+        (["triplet"], "triplet", 64),
+        (["center", "--batch-size", "8"], "center", 8),
+    ],
+)
+def test_bare_command_runs_all_three_and_each_experiment_is_a_verb(argv, command, batch_size):
+    args = custom_loss.parse_arguments(argv)
+    assert (args.command, args.experiment, args.batch_size) == (command, command, batch_size)
+
+
+def test_help_says_what_the_bare_command_runs(capsys):
+    with pytest.raises(SystemExit):
+        custom_loss.parse_arguments(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "Runs all three experiments in turn (smoothing, triplet, center)" in shown
+    assert all(f"{name}:" in shown for name in custom_loss.EXPERIMENTS)
+
+
+@pytest.fixture
+def fake_experiments(monkeypatch):
+    """The three experiments replaced by stubs that record the arguments they get."""
+    seen = []
+
+    def stub(name):
+        def run_experiment(args, run, rng):
+            seen.append((name, args.batch_size, getattr(args, "margin", None), args.data))
+            run.begin()
+            return {"test": {name: 1.0}}
+
+        return run_experiment
+
+    experiments = {name: (stub(name), text) for name, (_, text) in custom_loss.EXPERIMENTS.items()}
+    monkeypatch.setattr(custom_loss, "EXPERIMENTS", experiments)
+    return seen
+
+
+def test_bare_command_runs_each_experiment_as_its_verb_would(fake_experiments, tmp_path):
+    flags = ["--quick", "--data", "DIR", "--margin", "0.2"]
+    metrics = custom_loss.main([*flags, "--out", str(tmp_path)])
+    assert fake_experiments == [
+        ("smoothing", 128, None, "DIR"),
+        ("triplet", 64, 0.2, None),
+        ("center", 128, None, "DIR"),
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["center", "smoothing", "triplet"]
+    assert metrics["triplet"] == {"test": {"triplet": 1.0}}
+    again = custom_loss.main(
+        ["triplet", "--quick", "--margin", "0.2", "--out", str(tmp_path / "triplet")]
+    )
+    assert again["script"] == "custom_loss" and len(fake_experiments) == 3  # the same run: reported
+
+
+def test_bare_command_checks_every_folder_before_anything_runs(fake_experiments, tmp_path, refuses):
+    (tmp_path / "center").mkdir()
+    (tmp_path / "center" / "notes.txt").write_text("mine")
+    refuses(
+        lambda: custom_loss.main(["--out", str(tmp_path)]),
+        match="holds files but no run",
+        untouched=tmp_path,
+    )
+    assert fake_experiments == []
+
+
 # ---- command line -------------------------------------------------------------------------------
 def shrink(patch):
-    """Quick runs cut further for the test budget: 500 training items, 2 epochs, fewer tests."""
-    for name in custom_loss.QUICK:
-        patch.setitem(custom_loss.QUICK, name, {"train": 500, "validation": 200, "epochs": 2})
+    """Quick runs cut further for the test budget: 500 training items, fewer tests (epochs: a flag)."""
+    for name in custom_loss.QUICK_SIZES:
+        patch.setitem(custom_loss.QUICK_SIZES, name, (500, 200))
     load_fashion_mnist = custom_loss.load_fashion_mnist
     load_peoples_daily = custom_loss.load_peoples_daily
 
@@ -333,14 +378,14 @@ def history_column(path, column="loss"):
 def check_outputs(experiment, out, metrics):
     assert metrics["experiment"] == experiment
     assert metrics["environment"]["backend"] == keras.backend.backend()
-    histories = sorted(out.glob("history_*.csv"))
+    histories = sorted(out.glob("history*.csv"))
     assert histories and all(loss[-1] < loss[0] for loss in map(history_column, histories))
     plots = {
         "smoothing": "reliability.png",
         "center": "features.png",
-        "triplet": "history_triplet.png",
+        "triplet": "learning_curves.png",
     }
-    assert (out / plots[experiment]).stat().st_size > 0
+    assert (out / plots[experiment]).stat().st_size > 0 and (out / "learning_curves.png").is_file()
     for model_file in out.glob("*.keras"):
         keras.saving.load_model(model_file, compile=False)
     assert json.loads((out / "run.json").read_text())["script"] == "custom_loss"
@@ -361,7 +406,18 @@ def check_outputs(experiment, out, metrics):
 def test_quick_run_learns_and_writes_outputs(experiment, extra, tiny_quick, shared_data, tmp_path):
     data = [] if experiment == "triplet" else ["--data", str(shared_data / "fashion-mnist")]
     custom_loss.main(
-        [experiment, "--quick", "--out", str(tmp_path), "--batch-size", "50", *data, *extra]
+        [
+            experiment,
+            "--quick",
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--batch-size",
+            "50",
+            *data,
+            *extra,
+        ]
     )
     check_outputs(experiment, tmp_path, json.loads((tmp_path / "metrics.json").read_text()))
 
@@ -443,64 +499,44 @@ def flipped_fashion_mnist(folder, data):
     return folder
 
 
-BAD_INPUTS = {  # id: (arguments, message); FINISHED: the finished smoothing run; NEW: a fresh --out
-    "changed_setting": (
-        [*QUICK_SMOOTHING, "--out", "FINISHED", "--smoothing", "0.5"],
-        r"other settings: --smoothing 0.1 \(now 0.5\); rerun",
-    ),
-    "other_experiment": (
-        ["center", *QUICK_SMOOTHING[1:], "--out", "FINISHED"],
-        r"other settings: .*--experiment smoothing \(now center\)",
-    ),
-    "out_under_a_file": ([*QUICK_SMOOTHING, "--out", "FILE/run"], r"FILE is a file, not a folder"),
-    "out_holds_other_files": ([*QUICK_SMOOTHING, "--out", "FOREIGN"], r"holds files but no run"),
-    "flipped_gz": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--data", "FLIPPED"],
-        r"FLIPPED/t10k-labels-idx1-ubyte.gz: not a readable gzip",
-    ),
-    "missing_gz": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--data", "HALF"],
-        r"missing train-images-idx3-ubyte.gz",
-    ),
-    "no_data_folder": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--data", "NEW/absent"],
-        r"absent: not a folder",
-    ),
-    "smoothing_above_1": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1.5"],
-        r"1.5 is not a number in \[0, 1\]",
-    ),
-    "smoothing_1": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "1"],
-        r"--smoothing must be in \[0, 1\)",
-    ),
-    "smoothing_nan": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--smoothing", "nan"],
-        r"nan is not a number in \[0, 1\]",
-    ),
-    "feature_dim_1": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "1"],
-        r"--feature-dim must be at least 2",
-    ),
-    "feature_dim_0": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--feature-dim", "0"],
-        r"0 is not a positive integer",
-    ),
-    "epochs_0": ([*QUICK_SMOOTHING, "--out", "NEW", "--epochs", "0"], r"0 is not a positive int"),
-    "batch_size_negative": (
-        [*QUICK_SMOOTHING, "--out", "NEW", "--batch-size", "-3"],
-        r"-3 is not a positive integer",
-    ),
-    "margin_0": (["triplet", "--out", "NEW", "--margin", "0"], r"0 is not a positive number"),
-    "triplet_data": (["triplet", "--out", "NEW", "--data", "x"], r"--data is not used"),
-    "center_weight_negative": (
-        ["center", "--out", "NEW", "--center-weight", "-1"],
-        r"-1 is not a number ≥ 0",
-    ),
-    "center_feature_dim_1": (
-        ["center", "--out", "NEW", "--feature-dim", "1"],
-        r"--feature-dim must be at least 2",
-    ),
+# Issue #17's bad inputs: id | arguments | the message. QUICK: `smoothing --quick` on the shared data (DATA);
+# FINISHED: the finished smoothing run; NEW: a fresh --out; FILE, FOREIGN, HALF, FLIPPED: see the test.
+BAD_INPUT_TABLE = r"""
+changed_setting | QUICK --out FINISHED --smoothing 0.5 | other settings: --smoothing 0.1 \(now 0.5\); rerun
+other_experiment | center --quick --batch-size 50 --epochs 3 --data DATA --out FINISHED | other settings: .*--experiment smoothing \(now center\)
+out_under_a_file | QUICK --out FILE/run | FILE is a file, not a folder
+out_holds_other_files | QUICK --out FOREIGN | holds files but no run
+flipped_gz | QUICK --out NEW --data FLIPPED | FLIPPED/t10k-labels-idx1-ubyte.gz: not a readable gzip
+missing_gz | QUICK --out NEW --data HALF | missing train-images-idx3-ubyte.gz
+no_data_folder | QUICK --out NEW --data NEW/absent | absent: not a folder
+smoothing_above_1 | QUICK --out NEW --smoothing 1.5 | 1.5 is not a number in \[0, 1\]
+smoothing_1 | QUICK --out NEW --smoothing 1 | --smoothing must be in \[0, 1\)
+smoothing_nan | QUICK --out NEW --smoothing nan | nan is not a number in \[0, 1\]
+feature_dim_1 | QUICK --out NEW --feature-dim 1 | --feature-dim must be at least 2
+feature_dim_0 | QUICK --out NEW --feature-dim 0 | 0 is not a positive integer
+epochs_0 | QUICK --out NEW --epochs 0 | 0 is not a positive int
+batch_size_negative | QUICK --out NEW --batch-size -3 | -3 is not a positive integer
+margin_0 | triplet --out NEW --margin 0 | 0 is not a positive number
+triplet_data | triplet --out NEW --data x | --data is not used
+center_weight_negative | center --out NEW --center-weight -1 | -1 is not a number ≥ 0
+center_feature_dim_1 | center --out NEW --feature-dim 1 | --feature-dim must be at least 2
+margin_for_smoothing | QUICK --out NEW --margin 0.2 | unrecognized arguments: --margin
+bare_smoothing_1 | --out NEW --smoothing 1 | --smoothing must be in \[0, 1\)
+bare_margin_0 | --out NEW --margin 0 | 0 is not a positive number
+bare_out_under_a_file | --out FILE/run | FILE/run/smoothing: .*FILE is a file, not a folder
+"""
+BAD_INPUTS = {
+    case: (
+        [
+            token
+            for word in arguments.split()
+            for token in (QUICK_SMOOTHING if word == "QUICK" else [word])
+        ],
+        message,
+    )
+    for case, arguments, message in (
+        line.split(" | ") for line in BAD_INPUT_TABLE.strip().splitlines()
+    )
 }
 
 
