@@ -294,12 +294,7 @@ def parse_arguments(argv):
 
 
 def main(argv=None):
-    args = parse_arguments(argv)
-    run = runfolder.open_run(SCRIPT_NAME, args.out, runfolder.settings_of(args))
-    if run.finished:
-        return run.report_finished()
-    with devices.placement(args.devices, args.mixed_precision) as placement:
-        return train_and_evaluate(args, run, placement)
+    return runfolder.run_job(SCRIPT_NAME, parse_arguments(argv), train_and_evaluate)
 
 
 def train_and_evaluate(args, run, placement):
