@@ -54,15 +54,18 @@ def generate_questions(documents, blankable, per_document, rng, prefix="gen"):
 # ----------------------------------------------------------------------------------------- model
 @keras.saving.register_keras_serializable(package="cloze_lm")
 class UnkEmbedding(layers.Layer):
-    """Frozen word2vec table (row 0 = PAD, zeros), one trainable vector for UNK (id 1)."""
+    """Word2vec table (row 0 = PAD, zeros), frozen as the article's unless `train_table`, and one
+    trainable vector for UNK (id 1)."""
 
-    def __init__(self, vocabulary_size, dimension, **kwargs):
+    def __init__(self, vocabulary_size, dimension, train_table=False, **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_size, self.dimension = vocabulary_size, dimension
+        self.train_table = train_table
 
     def build(self, input_shape):
         size, uniform = (self.vocabulary_size, self.dimension), keras.initializers.RandomUniform
-        self.table = self.add_weight(shape=size, initializer="zeros", trainable=False, name="table")
+        table = {"initializer": "zeros", "trainable": self.train_table, "name": "table"}
+        self.table = self.add_weight(shape=size, **table)
         self.unk = self.add_weight(shape=(1, size[1]), name="unk", initializer=uniform(-0.05, 0.05))
 
     def call(self, ids):
@@ -77,7 +80,7 @@ class UnkEmbedding(layers.Layer):
 
     def get_config(self):
         sizes = {"vocabulary_size": self.vocabulary_size, "dimension": self.dimension}
-        return {**super().get_config(), **sizes}
+        return {**super().get_config(), **sizes, "train_table": self.train_table}
 
 
 @keras.saving.register_keras_serializable(package="cloze_lm")
@@ -114,16 +117,16 @@ class PointerLogits(layers.Layer):
         return {**super().get_config(), "match": self.match}
 
 
-def build_model(vocabulary_size, vectors=None, dimension=128, units=128, match="states"):
+def build_model(vocabulary_size, vectors=None, dimension=128, match="states", train_table=False):
     """(left ids (B, Tl), right ids (B, Tr)) -> masked logits over the Tl + Tr positions. ONE
     Bidirectional LSTM per depth reads both sides ("the same brain reads both sides"); the global
     vector is the mean of both sides' final states. `vocabulary_size` counts PAD and UNK; `vectors`
-    (vocabulary_size - 2, dimension) fills rows 2.. of the frozen table."""
+    (vocabulary_size - 2, dimension) fills rows 2.. of the table (`train_table=True`: trainable)."""
     if match not in ("states", "embeddings"):
         raise ValueError(f"match must be 'states' or 'embeddings', got {match!r}")
     inputs = [keras.Input((None,), dtype="int32", name=side) for side in ("left", "right")]
-    embedding = UnkEmbedding(vocabulary_size, dimension, name="embedding")
-    lstm = {"units": units, "return_sequences": True, "return_state": True}
+    embedding = UnkEmbedding(vocabulary_size, dimension, train_table, name="embedding")
+    lstm = {"units": 128, "return_sequences": True, "return_state": True}
     depth = [layers.Bidirectional(layers.LSTM(**lstm), name=f"bilstm{k}") for k in (1, 2)]
     vectors_of, states_of, finals = [], [], []
     for ids in inputs:
@@ -251,8 +254,8 @@ def train(args, run, placement=devices.Placement()):
     # Half the shared questions choose the checkpoint; the other half is looked at once, at the end.
     selection_index, test_index = random_split(len(validation), (1, 1), seed=args.seed)
     selection = [validation[i] for i in selection_index]
-    model = build_model(len(words) + 2, vectors, match=args.match)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=candidate_cross_entropy)
+    model = build_model(len(words) + 2, vectors, match=args.match, train_table=args.train_vectors)
+    model.compile(keras.optimizers.Adam(args.learning_rate), loss=candidate_cross_entropy)
     run.begin()  # the inputs are checked and the model is built: the folder is this run's from here
     cloze_data.save_vocabulary(run.path, words, vectors)
     chosen = {qid for qid, *_ in selection}
@@ -352,6 +355,8 @@ def parse_arguments(argv):
     add("--match", choices=("states", "embeddings"), default="states", help="score states, vectors")
     add("--extra-corpus", help="raw text, one passage a line, added to the word2vec corpus")
     add("--w2v-epochs", type=count, default=10, help="word2vec epochs (quick: 5)")
+    add("--train-vectors", action="store_true", help="fine-tune word2vec's table (article: frozen)")
+    add("--learning-rate", type=runs.positive_float, default=1e-3, help="Adam's (default 1e-3)")
     add("--eval-every", type=runs.non_negative_int, default=100, help="N batches (0: epoch ends)")
     devices.add_arguments(main)
     predictor = argparse.ArgumentParser(prog="cloze_lm.py predict", description="answer questions")

@@ -111,6 +111,21 @@ def test_trainable_parameters_are_657536_with_frozen_table_and_trainable_unk():
     np.testing.assert_allclose(vectors[0, 2], 1)  # word vectors from the table
 
 
+@pytest.mark.backend
+def test_train_vectors_makes_the_table_trainable_and_a_step_moves_it_after_saving():
+    model = cloze_lm.build_model(40, vectors=np.ones((38, 128), "float32"), train_table=True)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 657_536 + 40 * 128
+    model.compile(keras.optimizers.Adam(0.01), loss=cloze_lm.candidate_cross_entropy)
+    ids = np.array([[2, 3, 4, 5]], "int32")
+    model.train_on_batch((ids, ids), np.array([[1.0, 0, 0, 0, 0, 0, 0, 0]], "float32"))
+    table = keras.ops.convert_to_numpy(model.get_layer("embedding").table)
+    assert not np.allclose(table[2:6], 1) and np.allclose(table[6:], 1)  # only the rows read
+    args = cloze_lm.parse_arguments(["--train-vectors", "--learning-rate", "3e-4"])
+    assert args.train_vectors and args.learning_rate == 3e-4
+    default = cloze_lm.parse_arguments([])
+    assert not default.train_vectors and default.learning_rate == 1e-3
+
+
 def test_generator_blanks_only_words_repeated_elsewhere_and_one_blank_per_question():
     paragraphs = load_peoples_daily(with_tags=True)[:120]
     documents = [
