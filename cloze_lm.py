@@ -293,7 +293,7 @@ def finish(args, run, placement, evaluator, history, split, samples, recipe):
     metrics |= {"baselines": baseline, "article": ARTICLE, "recipe": recipe}
     metrics |= {"config": dict(vars(args)), "selected": evaluator.state["best"]}
     metrics["parameters"] = {k: int(sum(np.prod(w.shape) for w in v)) for k, v in weights.items()}
-    rate = recipe["training_questions"] * args.epochs / max(seconds, 1e-9)
+    rate = recipe["training_questions"] * len(history["seconds"]) / max(seconds, 1e-9)
     metrics |= {"train_seconds": round(seconds, 1), "training_questions_per_second": round(rate, 1)}
     metrics |= {**placement.describe(), "environment": runs.environment()}
     top_frequency = cloze_data.baselines(selection, np.random.default_rng(args.seed))
@@ -390,7 +390,7 @@ def main(argv=None):
             official = {k: ARTICLE[f"official_{k}"] for k in ("random", "top_frequency")}
             print(json.dumps(result | {"official": official}))
             return result
-        return runfolder.run_job("cloze_lm", args, train)
+        return runfolder.run_job("cloze_lm", args, train, ("epochs",))  # where training stops
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
 

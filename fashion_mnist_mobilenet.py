@@ -294,7 +294,11 @@ def parse_arguments(argv):
 
 
 def main(argv=None):
-    return runfolder.run_job(SCRIPT_NAME, parse_arguments(argv), train_and_evaluate)
+    args = parse_arguments(argv)
+    # A constant learning rate makes --epochs only where training stops: a resumed run may stop at
+    # the epochs it reached and be evaluated (a cosine schedule spans --epochs, so it stays fixed).
+    stop_only = ("epochs",) if args.schedule == "constant" else ()
+    return runfolder.run_job(SCRIPT_NAME, args, train_and_evaluate, stop_only)
 
 
 def train_and_evaluate(args, run, placement):

@@ -6,6 +6,9 @@ docs/cloze_lm.md): 8,000 generated questions, 60 tokens a side, word2vec 5 epoch
 folder is read, not trained again, so the command resumes where it stopped. It prints a Markdown
 table (selection accuracy by questions seen, best, last, mean after the first evaluation, held-out,
 wall time) and draws every curve in one figure beside noun Top-Frequency on the selection half.
+`--generated N` also scores each model on N generated questions it did not train on (the same
+sources, generator and seed; their documents were seen), beside Top-Frequency on them: that tells a
+model that learned nothing from one that learned the generated task but not CMRC 2017's.
 
     python benchmarks/cloze_changes.py [--out runs/cloze_changes] [--only baseline lr_3e-3]
 """
@@ -29,6 +32,8 @@ CHANGES = {  # name: flags added to the budget (a later flag wins over the budge
     "lr_3e-3": ["--learning-rate", "3e-3"],
     "candidates_all": ["--candidates", "all"],
     "max_side_250": ["--max-side", "250"],
+    "batch_32": ["--batch-size", "32"],
+    "match_embeddings": ["--match", "embeddings"],
 }
 
 
@@ -51,6 +56,26 @@ def summary(folder):
     }
 
 
+def generated_accuracy(folder, count):
+    """(accuracy, Top-Frequency) on `count` generated questions past the run's --max-questions."""
+    need = ("model.keras", "vocabulary.txt", "metrics.json")
+    _, settings, model = runfolder.load_run_model("cloze_lm", folder, need=need)
+    args = argparse.Namespace(**settings)
+    trained, args.max_questions = args.max_questions, None
+    rng = runs.seed_everything(args.seed)  # as cloze_lm.train: the same questions, the same order
+    validation = cloze_data.load_validation(args.valid)
+    stories = set().union(*map(cloze_data.story_ngrams, validation))
+    questions, _, _ = cloze_lm.training_questions(args, rng, stories)
+    unseen = questions[trained : trained + count]
+    words, _ = cloze_data.load_vocabulary(folder, vectors=False)
+    word_to_id = {word: index + 2 for index, word in enumerate(words)}
+    encoding = {"pointer": args.pointer, "candidates": args.candidates}
+    samples, _ = cloze_data.encode(unseen, word_to_id, **encoding)
+    predictions = cloze_lm.predict_answers(model, samples)
+    baseline = cloze_data.baselines(unseen, np.random.default_rng(args.seed))["top_frequency"]
+    return cloze_data.accuracy(predictions, unseen), baseline
+
+
 def selection_top_frequency(valid, seed):
     """Noun Top-Frequency on the selection half, the half cloze_lm.py selects on."""
     validation = cloze_data.load_validation(valid)
@@ -62,8 +87,9 @@ def selection_top_frequency(valid, seed):
 def table(rows, top_frequency):
     lines = [
         "| change | flags | training questions | selection, questions seen → % | best | last "
-        "| mean after the first | held-out | wall (word2vec + training) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mean after the first | held-out | generated, model / Top-Frequency "
+        "| wall (word2vec + training) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         curve = ", ".join(f"{seen:,} → {accuracy:.1f}" for seen, accuracy in row["seen"])
@@ -71,7 +97,7 @@ def table(rows, top_frequency):
         lines.append(
             f"| {name} | `{flags}` | {row['training_questions']:,} | {curve} | {row['best']:.1f} "
             f"| {row['last']:.1f} | {row['mean_after_first']:.1f} | {row['held_out']:.1f} "
-            f"| {row['minutes']:.1f} min |"
+            f"| {row.get('generated', '–')} | {row['minutes']:.1f} min |"
         )
     lines.append(f"\nNoun Top-Frequency on the selection half: {top_frequency:.1f}%.")
     return "\n".join(lines)
@@ -95,6 +121,7 @@ def main(argv=None):
     parser.add_argument("--data", help="as cloze_lm.py's --data")
     parser.add_argument("--valid", default=str(cloze_lm.SHARED_DATA / "cmrc2017"))
     parser.add_argument("--seed", type=int, default=2017)
+    parser.add_argument("--generated", type=int, default=0, help="N unseen generated questions")
     args = parser.parse_args(argv)
     out, rows = Path(args.out), {}
     for name in args.only or CHANGES:
@@ -104,6 +131,9 @@ def main(argv=None):
             flags = [*BUDGET, *CHANGES[name], *data, "--valid", args.valid]
             cloze_lm.main(["train", *flags, "--seed", str(args.seed), "--out", str(folder)])
         rows[name] = summary(folder)
+        if args.generated:
+            model, baseline = generated_accuracy(folder, args.generated)
+            rows[name]["generated"] = f"{model:.1f} / {baseline:.1f}"
     top_frequency = selection_top_frequency(args.valid, args.seed)
     print(table(rows, top_frequency))
     plot(out / "cloze_changes.png", rows, top_frequency)

@@ -3,7 +3,9 @@
 - `open_run(script, out, settings)`: a run folder records the settings that define it (run.json).
   The same command again resumes an interrupted run, or, when metrics.json exists, reports the
   finished run and trains nothing; different settings get one line naming them, and nothing is
-  touched.
+  touched. `runtime` names flags that do not define the run: `run_job(..., runtime=("epochs",))`
+  makes --epochs only where training stops (no schedule depends on it), so a resumed run may stop
+  at the epochs it reached, evaluate and finish, or go on longer.
 - `fit(...)`: Keras `fit` that resumes at the last finished epoch, keeps the best epoch over every
   epoch (across resumes), writes history.csv with no repeated epoch, and stops on `patience`. One
   state file is the commit point of each epoch, so a kill at any moment leaves a consistent folder.
@@ -106,9 +108,9 @@ def check_folder(path, flag="--out"):
             raise SystemExit(f"error: {flag} {path}: {place} is a file, not a folder")
 
 
-def open_run(script, out, settings):
+def open_run(script, out, settings, runtime=()):
     """The run folder for `--out` (default runs/<script>/<timestamp>), checked against what it
-    already holds."""
+    already holds; the `runtime` flags are not compared (see run_job)."""
     path = Path(out) if out else Path("runs") / script / time.strftime("%Y%m%d-%H%M%S")
     check_folder(path)
     manifest = path / MANIFEST
@@ -119,7 +121,7 @@ def open_run(script, out, settings):
                 f"error: --out {path} is a run of {recorded.get('script')}, not of {script}; "
                 "pass a new --out"
             )
-        before = recorded.get("settings", {})
+        before = {k: v for k, v in recorded.get("settings", {}).items() if k not in runtime}
         differing = [
             name
             for name in sorted(set(before) | set(settings))
@@ -193,10 +195,11 @@ def load_run_model(script, path, flag="--model", need=("model.keras",), **option
 
 def run_job(script, args, job, runtime=()):
     """The frame of a training job: the run folder for --out (a finished run is reported and its
-    metrics returned; other settings are refused), then `job(args, run, placement)` on --devices."""
+    metrics returned; other settings are refused), then `job(args, run, placement)` on --devices.
+    `runtime`: flags left out of the settings, e.g. "epochs" where it is only the stopping point."""
     from common import devices
 
-    run = open_run(script, args.out, settings_of(args, runtime))
+    run = open_run(script, args.out, settings_of(args, runtime), runtime)
     if run.finished:
         return run.report_finished()
     with devices.placement(args.devices, args.mixed_precision) as placement:

@@ -301,6 +301,21 @@ def test_finished_run_is_reported_and_not_trained_again(trained, capsys):
     assert snapshot(trained.out) == before
 
 
+def test_a_stopped_run_can_end_at_the_epochs_it_reached_and_be_evaluated(tmp_path, trained):
+    """--epochs is only where training stops: a run meant for 3 epochs, stopped in its second,
+    is rerun with --epochs 1, trains nothing more and is evaluated once on the held-out half."""
+    argv = [*trained.argv[:-2], "--out", str(tmp_path / "run")]
+    argv[argv.index("--epochs") + 1] = "3"
+    stop = (runfolder.Evaluator, "on_epoch_begin", lambda self, epoch, *_: epoch == 1)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit):
+        interrupt(patch, *stop)
+        runs.command_line(lambda: cloze_lm.main(argv))
+    argv[argv.index("--epochs") + 1] = "1"
+    metrics = cloze_lm.main(argv)
+    assert history_epochs(tmp_path / "run" / "history.csv") == [0]
+    assert metrics["config"]["epochs"] == 1 and 0 <= metrics["held_out_accuracy"] <= 100
+
+
 def test_changed_settings_are_one_line_and_touch_nothing(trained, refuses):
     argv = [*trained.argv[:-2], "--max-side", "40", *trained.argv[-2:]]
     refuses(

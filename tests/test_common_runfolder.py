@@ -38,6 +38,16 @@ def test_changed_settings_are_one_line_naming_them_and_touch_nothing(tmp_path):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
 
 
+def test_runtime_flags_are_not_compared_so_a_resume_may_move_them(tmp_path):
+    out = tmp_path / "run"
+    runfolder.open_run("demo", out, {"epochs": 30, "smoothing": 0.1}).begin()
+    assert runfolder.open_run("demo", out, {"smoothing": 0.1}, ("epochs",)).state == "resume"
+    with pytest.raises(SystemExit, match=r"--smoothing 0.1 \(now 0.5\)"):
+        runfolder.open_run("demo", out, {"smoothing": 0.5}, ("epochs",))
+    with pytest.raises(SystemExit, match=r"--epochs 30 \(now None\)"):
+        runfolder.open_run("demo", out, {"smoothing": 0.1})
+
+
 @pytest.mark.parametrize(
     "case, message",
     [

@@ -554,3 +554,17 @@ def test_devices_that_are_not_there_stop_before_anything_is_written(tmp_path):
     with pytest.raises(SystemExit, match=message):
         script.main(["--devices", "64", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+def test_epochs_is_only_the_stopping_point_with_a_constant_learning_rate(monkeypatch):
+    """A constant-rate run may be stopped at the epochs it reached and evaluated; a cosine schedule
+    spans --epochs, so changing it on a resume is refused like any other setting."""
+    runtime = {}
+
+    def run_job(script, args, job, stop_only=()):
+        runtime[args.schedule] = stop_only
+
+    monkeypatch.setattr(script.runfolder, "run_job", run_job)
+    script.main(["--epochs", "3"])
+    script.main(["--schedule", "cosine"])
+    assert runtime == {"constant": ("epochs",), "cosine": ()}
