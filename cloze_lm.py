@@ -227,7 +227,7 @@ def training_samples(args, run, rng, validation):
     stories = set().union(*map(cloze_data.story_ngrams, validation))
     questions, corpus, recipe = training_questions(args, rng, stories)
     words, vectors = word_vectors(args, corpus, run, recipe)
-    word_to_id = {word: index + 2 for index, word in enumerate(words)}
+    word_to_id = cloze_data.word_ids(words)
     encoding = {"pointer": args.pointer, "candidates": args.candidates}
     samples, skipped = cloze_data.encode(questions, word_to_id, args.max_side, **encoding)
     if not samples:
@@ -331,7 +331,7 @@ def predict(args):
     words, _ = cloze_data.load_vocabulary(run, vectors=False)
     if not (questions := cloze_data.read_official(args.file)):
         raise SystemExit(f"error: {args.file}: holds no questions")
-    word_to_id = {word: index + 2 for index, word in enumerate(words)}
+    word_to_id = cloze_data.word_ids(words)
     pointer, candidates = settings.get("pointer", "words"), settings.get("candidates", "all")
     samples, _ = cloze_data.encode(questions, word_to_id, pointer=pointer, candidates=candidates)
     predictions = predict_answers(model, samples, args.batch_size)

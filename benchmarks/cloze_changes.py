@@ -68,7 +68,7 @@ def generated_accuracy(folder, count):
     questions, _, _ = cloze_lm.training_questions(args, rng, stories)
     unseen = questions[trained : trained + count]
     words, _ = cloze_data.load_vocabulary(folder, vectors=False)
-    word_to_id = {word: index + 2 for index, word in enumerate(words)}
+    word_to_id = cloze_data.word_ids(words)
     encoding = {"pointer": args.pointer, "candidates": args.candidates}
     samples, _ = cloze_data.encode(unseen, word_to_id, **encoding)
     predictions = cloze_lm.predict_answers(model, samples)

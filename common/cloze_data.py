@@ -329,6 +329,11 @@ def load_vocabulary(folder, vectors=True):
     return read(vocabulary).split("\n")[2:], np.load(table) if vectors else None
 
 
+def word_ids(words):
+    """{word: id} for the words of ids 2.. (`load_vocabulary`'s order; 0 is PAD, 1 is UNK)."""
+    return {word: index + 2 for index, word in enumerate(words)}
+
+
 def write_answers(predictions, questions, path=None):
     """The official answer format, '<qid_K> ||| word' lines (a blank where no answer), to `path`
     (atomically) or, without one, to stdout."""

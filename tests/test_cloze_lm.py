@@ -112,9 +112,11 @@ def test_trainable_parameters_are_657536_with_frozen_table_and_trainable_unk():
 
 
 @pytest.mark.backend
-def test_train_vectors_makes_the_table_trainable_and_a_step_moves_it_after_saving():
+def test_train_vectors_makes_the_table_trainable_a_step_moves_only_rows_read_and_config_keeps_it():
     model = cloze_lm.build_model(40, vectors=np.ones((38, 128), "float32"), train_table=True)
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 657_536 + 40 * 128
+    embedding = model.get_layer("embedding")
+    assert cloze_lm.UnkEmbedding.from_config(embedding.get_config()).train_table is True
     model.compile(keras.optimizers.Adam(0.01), loss=cloze_lm.candidate_cross_entropy)
     ids = np.array([[2, 3, 4, 5]], "int32")
     model.train_on_batch((ids, ids), np.array([[1.0, 0, 0, 0, 0, 0, 0, 0]], "float32"))
